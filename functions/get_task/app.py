@@ -1,0 +1,27 @@
+"""GET /api/{user_id}/tasks/{task_id}: one task, with its ETag."""
+
+from fastapi import Response
+
+from shared import tasks
+from shared.http.app import create_app, lambda_handler
+from shared.http.deps import CallerDep, TaskId, UserId, set_etag
+from shared.http.problems import problem_responses
+from shared.models import TaskPublic
+
+app = create_app("GetTask")
+
+
+@app.get(
+    "/api/{user_id}/tasks/{task_id}",
+    response_model=TaskPublic,
+    responses=problem_responses(401, 403, 404, 503),
+    operation_id="getTask",
+    tags=["tasks"],
+)
+def get_task(user_id: UserId, task_id: TaskId, caller: CallerDep, response: Response) -> TaskPublic:
+    task = tasks.get_task(caller=caller, task_id=task_id)
+    set_etag(response, task.version)
+    return task
+
+
+handler = lambda_handler(app)

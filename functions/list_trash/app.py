@@ -1,0 +1,23 @@
+"""GET /api/{user_id}/trash: trashed tasks, most recently trashed first, keyset-paged."""
+
+from shared import tasks
+from shared.http.app import create_app, lambda_handler
+from shared.http.deps import CallerDep, Cursor, Limit, UserId
+from shared.http.problems import problem_responses
+from shared.models import TrashPage
+
+app = create_app("ListTrash")
+
+
+@app.get(
+    "/api/{user_id}/trash",
+    response_model=TrashPage,
+    responses=problem_responses(400, 401, 403, 422, 503),
+    operation_id="listTrash",
+    tags=["trash"],
+)
+def list_trash(user_id: UserId, caller: CallerDep, limit: Limit = 50, cursor: Cursor = None) -> TrashPage:
+    return tasks.list_trash(caller=caller, limit=limit, cursor=cursor)
+
+
+handler = lambda_handler(app)

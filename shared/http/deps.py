@@ -1,0 +1,43 @@
+"""Route parameters every function shares, as `Annotated` aliases."""
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Query, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.auth import Caller
+from shared.errors import InvalidField
+
+# Documents the bearer scheme; the token itself was checked by the gateway's authorizer.
+_bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT from the configured issuer")
+
+
+def current_caller(request: Request, _token: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Caller:
+    """Set by `ContractRoute` before any parameter is read (401/403 first)."""
+    return request.state.caller
+
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+
+
+def if_match(if_match: Annotated[str | None, Header(description='`"<version>"` as the ETag gave it')] = None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    found = _ETAG.match(if_match.strip())
+    if found is None:
+        raise InvalidField(("header", "If-Match"), 'must be an ETag: "<version>"')
+    return int(found.group(1))
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+IfMatch = Annotated[int | None, Depends(if_match)]
+UserId = Annotated[str, Path(description="The caller's `sub`, or `me`")]
+TaskId = Annotated[str, Path(description="A task id (uuid)", json_schema_extra={"format": "uuid"})]
+CategoryId = Annotated[str, Path(description="A category id (uuid)", json_schema_extra={"format": "uuid"})]
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=1024, description="The previous page's `next_cursor`")]
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'

@@ -1,0 +1,222 @@
+"""Tables and the API's shapes.
+
+Tables describe storage; the `*Create`/`*Replace`/`*Update` models are the allow-list of
+what a client may write (anything else is 422: no mass assignment); `*Public` is what a
+client reads. Schema changes are Alembic migrations (infra/migrations), never create_all.
+"""
+
+import uuid
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, Strict, StringConstraints
+from sqlalchemy import ARRAY, Column, DateTime, SmallInteger, String, text
+from sqlmodel import Field, SQLModel
+
+# ---------------------------------------------------------------------------- rules
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _rfc3339(value: object) -> object:
+    """Only an RFC 3339 string with an offset is a datetime here (no epoch numbers)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string with an offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise ValueError("must be an RFC 3339 date-time string with an offset") from error
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise ValueError("must be an RFC 3339 date-time string with an offset")
+    return parsed
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+Text = Annotated[str, Strict(), AfterValidator(_no_nul)]
+Title = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+Description = Annotated[str, Strict(), StringConstraints(max_length=4000), AfterValidator(_no_nul)]
+Tag = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=50), AfterValidator(_no_nul)]
+Tags = Annotated[list[Tag], PydanticField(max_length=20), AfterValidator(_unique)]
+CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
+Color = Annotated[str, Strict(), StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+InputDateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+OutputDateTime = Annotated[datetime, AfterValidator(_utc)]
+PriorityName = Literal["low", "medium", "high"]
+StrictBool = Annotated[bool, Strict()]
+
+
+class Priority(IntEnum):
+    """Stored as a small integer so that `sort=priority` orders low < medium < high."""
+
+    low = 0
+    medium = 1
+    high = 2
+
+
+def _timestamptz() -> Column:
+    return Column(DateTime(timezone=True), nullable=False)
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: str = Field(primary_key=True, max_length=255)  # the token's `sub`
+    email: str | None = Field(default=None, max_length=320)
+    created_at: datetime = Field(sa_column=_timestamptz())
+
+
+class Category(SQLModel, table=True):
+    __tablename__ = "categories"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=255)
+    name: str = Field(max_length=100)
+    color: str | None = Field(default=None, max_length=7)
+    created_at: datetime = Field(sa_column=_timestamptz())
+    updated_at: datetime = Field(sa_column=_timestamptz())
+    version: int = 1
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=255)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    completed: bool = False
+    completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    priority: int = Field(default=Priority.medium, sa_column=Column(SmallInteger, nullable=False))
+    due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    category_id: uuid.UUID | None = None
+    tags: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(String(50)), nullable=False, server_default=text("'{}'")),
+    )
+    created_at: datetime = Field(sa_column=_timestamptz())
+    updated_at: datetime = Field(sa_column=_timestamptz())
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    version: int = 1
+
+
+# ---------------------------------------------------------------------------- API shapes
+
+
+class WriteModel(SQLModel):
+    """Requests: unknown and server-set fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskCreate(WriteModel):
+    """POST and PUT: every writable field; an absent optional one takes its default."""
+
+    title: Title
+    description: Description | None = None
+    completed: StrictBool = False
+    priority: PriorityName = "medium"
+    due_at: InputDateTime | None = None
+    category_id: uuid.UUID | None = None
+    tags: Tags = PydanticField(default_factory=list)
+
+
+class TaskUpdate(WriteModel):
+    """PATCH: only the fields sent change. `null` is allowed where the field is nullable."""
+
+    title: Title = None  # type: ignore[assignment]
+    description: Description | None = None
+    completed: StrictBool = None  # type: ignore[assignment]
+    priority: PriorityName = None  # type: ignore[assignment]
+    due_at: InputDateTime | None = None
+    category_id: uuid.UUID | None = None
+    tags: Tags = None  # type: ignore[assignment]
+
+
+class CompleteRequest(WriteModel):
+    completed: StrictBool
+
+
+class TaskPublic(SQLModel):
+    id: uuid.UUID
+    title: str
+    description: str | None
+    completed: bool
+    completed_at: OutputDateTime | None
+    priority: PriorityName
+    due_at: OutputDateTime | None
+    category_id: uuid.UUID | None
+    tags: list[str]
+    created_at: OutputDateTime
+    updated_at: OutputDateTime
+    version: int
+
+    @classmethod
+    def of(cls, task: Task) -> "TaskPublic":
+        data = task.model_dump(exclude={"user_id", "deleted_at"})
+        data["priority"] = Priority(task.priority).name
+        return cls.model_validate(data)
+
+
+class TrashedTaskPublic(TaskPublic):
+    deleted_at: OutputDateTime
+
+    @classmethod
+    def of(cls, task: Task) -> "TrashedTaskPublic":
+        data = TaskPublic.of(task).model_dump()
+        return cls.model_validate({**data, "deleted_at": task.deleted_at})
+
+
+class TaskPage(SQLModel):
+    items: list[TaskPublic]
+    next_cursor: str | None
+
+
+class TrashPage(SQLModel):
+    items: list[TrashedTaskPublic]
+    next_cursor: str | None
+
+
+class CategoryCreate(WriteModel):
+    name: CategoryName
+    color: Color | None = None
+
+
+class CategoryUpdate(WriteModel):
+    name: CategoryName = None  # type: ignore[assignment]
+    color: Color | None = None
+
+
+class CategoryPublic(SQLModel):
+    id: uuid.UUID
+    name: str
+    color: str | None
+    task_count: int
+    created_at: OutputDateTime
+    updated_at: OutputDateTime
+    version: int
+
+    @classmethod
+    def of(cls, category: Category, task_count: int) -> "CategoryPublic":
+        return cls.model_validate({**category.model_dump(exclude={"user_id"}), "task_count": task_count})
+
+
+class CategoryPage(SQLModel):
+    items: list[CategoryPublic]
+    next_cursor: str | None
+
+
+class Health(SQLModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
