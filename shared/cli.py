@@ -1,0 +1,91 @@
+"""`todo-api`: migrate, invoke, openapi, serve, token, cleanup.
+
+Development and operations tooling; no Lambda function imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.template import REPO_ROOT
+
+MIGRATIONS = REPO_ROOT / "infra" / "migrations"
+
+
+def migrate(revision: str = "head") -> None:
+    """Brings the database at DATABASE_URL to `revision` (Alembic, under an advisory lock)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    command.upgrade(config, revision)
+
+
+class FakeLambdaContext:
+    """What a handler reads of the Lambda context, for in-process invocations."""
+
+    def __init__(self, function_name: str, timeout_ms: int = 10_000) -> None:
+        import time
+        import uuid
+
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 1024
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def invoke(logical_id: str, event: dict[str, Any]) -> Any:
+    """Runs one function's real handler on one event, in process (like `sam local invoke`)."""
+    from shared.template import functions
+
+    available = functions()
+    if logical_id not in available:
+        raise SystemExit(f"No function {logical_id!r} in template.yaml; there are: {', '.join(sorted(available))}")
+    handler = available[logical_id].load_handler()
+    return handler(event, FakeLambdaContext(logical_id))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todo-api", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("migrate", help="bring the database at DATABASE_URL to the latest schema")
+
+    invoke_cmd = commands.add_parser("invoke", help="run one function on one event, in process")
+    invoke_cmd.add_argument("function", help="its logical id in template.yaml, e.g. GetTask")
+    invoke_cmd.add_argument("--event", required=True, type=Path, help="a JSON event file (see events/)")
+
+    commands.add_parser("openapi", help="print the OpenAPI document as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        migrate()
+        print("database is at the latest schema", file=sys.stderr)
+    elif args.command == "invoke":
+        print(json.dumps(invoke(args.function, json.loads(args.event.read_text())), indent=2))
+    elif args.command == "openapi":
+        from shared.openapi import build_openapi
+
+        print(json.dumps(build_openapi(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""One OpenAPI document assembled from every function's own app.
+
+Each function's FastAPI app knows its one route; the template knows which functions exist.
+Their documents are merged here, errors described as problem+json, and the bearer scheme
+(the gateway's JWT authorizer) stated once.
+"""
+
+from typing import Any
+
+from shared.http.problems import PROBLEM_MEDIA_TYPE
+from shared.template import functions
+
+TITLE = "Task API"
+VERSION = "1.0.0"
+
+
+def _problems_as_problem_json(operation: dict[str, Any]) -> None:
+    """FastAPI files every response model under application/json; errors are problem+json."""
+    for status, response in operation.get("responses", {}).items():
+        content = response.get("content", {})
+        if int(status) >= 400 and "application/json" in content:
+            content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+
+
+def build_openapi() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    security_schemes: dict[str, Any] = {}
+    for function in functions().values():
+        if not function.routes:
+            continue
+        document = function.load_module().app.openapi()
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                _problems_as_problem_json(operation)
+                paths.setdefault(path, {})[method] = operation
+        components = document.get("components", {})
+        schemas.update(components.get("schemas", {}))
+        security_schemes.update(components.get("securitySchemes", {}))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": "Every route except /health needs `Authorization: Bearer <JWT>`. "
+            "`{user_id}` is the caller's `sub` or `me`. Errors are RFC 9457 problem+json.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": dict(sorted(schemas.items())), "securitySchemes": security_schemes},
+    }
