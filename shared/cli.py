@@ -49,14 +49,21 @@ class FakeLambdaContext:
 
 
 def invoke(logical_id: str, event: dict[str, Any]) -> Any:
-    """Runs one function's real handler on one event, in process (like `sam local invoke`)."""
+    """Runs one function's real handler on one event, in process (like `sam local invoke`).
+
+    As with `sam local invoke`, the function's own output (logs, metrics) goes to stderr and
+    only its response is printed on stdout.
+    """
+    from contextlib import redirect_stdout
+
     from shared.template import functions
 
     available = functions()
     if logical_id not in available:
         raise SystemExit(f"No function {logical_id!r} in template.yaml; there are: {', '.join(sorted(available))}")
-    handler = available[logical_id].load_handler()
-    return handler(event, FakeLambdaContext(logical_id))
+    with redirect_stdout(sys.stderr):
+        handler = available[logical_id].load_handler()
+        return handler(event, FakeLambdaContext(logical_id))
 
 
 def _parser() -> argparse.ArgumentParser:

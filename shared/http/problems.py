@@ -117,8 +117,11 @@ _WHEN = {
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: exactly the statuses it can answer with."""
+    """The `responses=` of a route: exactly the statuses it can answer with.
+
+    Every route can answer 422 (an unknown query parameter) and 500.
+    """
     return {
         status: {"description": _WHEN[status], "model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
-        for status in (*statuses, 500)
+        for status in sorted({*statuses, 422, 500})
     }

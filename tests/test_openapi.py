@@ -1,0 +1,62 @@
+"""The assembled OpenAPI document is valid and describes what the functions really do.
+
+(Every reply in the suite is also checked against the documented statuses of its route:
+see tests/lambda_api.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from shared.openapi import build_openapi
+
+
+def test_the_document_is_openapi_3_1_with_every_error_as_problem_json():
+    document = build_openapi()
+    assert document["openapi"].startswith("3.1")
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, status)
+                    assert response["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
+def test_every_route_but_health_requires_the_bearer_token():
+    document = build_openapi()
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path == "/health":
+                assert "security" not in operation
+            else:
+                assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+
+
+def test_each_route_documents_the_statuses_the_contract_gives_it():
+    paths = build_openapi()["paths"]
+    statuses = lambda path, method: {int(s) for s in paths[path][method]["responses"]}  # noqa: E731
+    assert statuses("/api/{user_id}/tasks", "post") == {201, 400, 401, 403, 413, 415, 422, 500, 503}
+    assert statuses("/api/{user_id}/tasks/{task_id}", "delete") >= {204, 401, 403, 404, 412, 503}
+    assert statuses("/api/{user_id}/categories", "post") >= {201, 409}
+    assert statuses("/health", "get") == {200, 422, 500, 503}
+    task = build_openapi()["components"]["schemas"]["TaskPublic"]
+    assert set(task["required"]) == {
+        "id", "title", "description", "completed", "completed_at", "priority", "due_at", "category_id", "tags",
+        "created_at", "updated_at", "version",
+    }
+
+
+def test_request_schemas_forbid_unknown_fields():
+    schemas = build_openapi()["components"]["schemas"]
+    for name in ("TaskCreate", "TaskUpdate", "CategoryCreate", "CategoryUpdate", "CompleteRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+
+
+def test_the_command_prints_the_same_document():
+    output = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "openapi"], check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(output) == json.loads(json.dumps(build_openapi()))
