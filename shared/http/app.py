@@ -5,7 +5,9 @@ module makes sure that what reaches that route is what the contract allows, and 
 whatever goes wrong leaves as problem+json.
 """
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -107,6 +109,20 @@ def create_app(title: str) -> FastAPI:
     return app
 
 
+_thread_state = threading.local()
+
+
+def _ensure_event_loop() -> None:
+    """Mangum runs the app on the thread's event loop; a worker thread (the local gateway,
+    concurrent tests) has none until one is set. Lambda's own thread already has one."""
+    if not getattr(_thread_state, "has_loop", False):
+        try:
+            asyncio.get_event_loop()
+        except RuntimeError:
+            asyncio.set_event_loop(asyncio.new_event_loop())
+        _thread_state.has_loop = True
+
+
 def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda entry point: Mangum for the event, Powertools for logs and metrics."""
     asgi = Mangum(
@@ -119,6 +135,7 @@ def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, An
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.perf_counter()
+        _ensure_event_loop()
         response = asgi(event, context)
         status = response.get("statusCode", 500)
         metrics.add_metric(name=f"Http{status // 100}xx", unit=MetricUnit.Count, value=1)
