@@ -40,6 +40,10 @@ class ConfigurationError(ValueError):
     """The database URL cannot be used as given (said at first use, naming the problem)."""
 
 
+class ChannelBindingError(ConfigurationError):
+    """The URL asks for channel binding and the server did not do it: refused, like libpq."""
+
+
 @dataclass(frozen=True)
 class ConnectParams:
     user: str
@@ -52,6 +56,8 @@ class ConnectParams:
     rootcert: str | None = None
     application_name: str = "todo-api"
     startup_params: dict[str, str] = field(default_factory=dict)
+    require_channel_binding: bool = False
+    connect_timeout: float | None = None  # libpq's `connect_timeout`, when the URL sets one
 
 
 def _is_local(host: str) -> bool:
@@ -92,6 +98,10 @@ def parse_database_url(url: str) -> ConnectParams:
     if query.get("channel_binding") == "require" and tls not in ("verify-full", "verify-ca"):
         raise ConfigurationError("channel_binding=require needs TLS (sslmode=require or stricter)")
     startup = {"options": query["options"]} if "options" in query else {}
+    try:
+        connect_timeout = float(query["connect_timeout"]) if "connect_timeout" in query else None
+    except ValueError:
+        raise ConfigurationError("connect_timeout in DATABASE_URL is not a number") from None
     return ConnectParams(
         user=u.username or "postgres",
         password=u.password,
@@ -103,6 +113,8 @@ def parse_database_url(url: str) -> ConnectParams:
         rootcert=query.get("sslrootcert"),
         application_name=query.get("application_name", "todo-api"),
         startup_params=startup,
+        require_channel_binding=query.get("channel_binding") == "require",
+        connect_timeout=connect_timeout if connect_timeout and connect_timeout > 0 else None,
     )
 
 
@@ -133,7 +145,7 @@ def connect_once(params: ConnectParams, timeout: float) -> pg8000.Connection:
         ssl_context = tls_context(params.tls, params.rootcert)
     sock = None if params.unix_sock else _open_socket(params, timeout)
     try:
-        return pg8000.Connection(
+        connection = pg8000.Connection(
             params.user,
             host=params.host,  # kept: pg8000 sends it as the TLS server name (SNI), Neon needs it
             database=params.database,
@@ -150,9 +162,21 @@ def connect_once(params: ConnectParams, timeout: float) -> pg8000.Connection:
         if sock is not None:
             sock.close()
         raise
+    if params.require_channel_binding and not _channel_bound(connection):
+        connection.close()
+        raise ChannelBindingError("channel_binding=require, but the server authenticated without channel binding")
+    return connection
+
+
+def _channel_bound(connection: pg8000.Connection) -> bool:
+    """pg8000 binds (SCRAM-SHA-256-PLUS) whenever TLS is on and the server offers it."""
+    mechanism = getattr(getattr(connection, "auth", None), "mechanism_name", "")
+    return mechanism.endswith("-PLUS")
 
 
 def _retryable(error: Exception) -> bool:
+    if isinstance(error, ssl.SSLError):
+        return False  # a certificate that does not verify now will not verify in a second
     if isinstance(error, (pg8000.InterfaceError, OSError)):
         return True  # refused, reset, timed out: a waking or restarting server
     if isinstance(error, pg8000.DatabaseError) and error.args and isinstance(error.args[0], dict):
@@ -185,7 +209,8 @@ def get_engine() -> Engine:
 
     def connect() -> pg8000.Connection:
         # Read on every connect: a rotated secret is picked up once its cache expires.
-        return connect_with_retry(parse_database_url(database_url()), settings.db_connect_timeout)
+        params = parse_database_url(database_url())
+        return connect_with_retry(params, params.connect_timeout or settings.db_connect_timeout)
 
     return create_engine("postgresql+pg8000://", creator=connect, poolclass=NullPool)
 

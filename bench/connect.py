@@ -1,0 +1,264 @@
+"""What one short-lived connection costs: connect + TLS (verified) + SCRAM + SELECT 1 + close.
+
+    .venv/bin/python bench/connect.py [--samples 200] [--key-type ec|rsa]
+
+Starts a throwaway Postgres with TLS and SCRAM (bench/pg_tls.py), checks that every client
+below really uses TLS (and which ones verify the certificate), then times, interleaved in the
+same run (A, B, C, D, A, B, C, D, ...) so that machine drift hits all alike:
+
+  A. project engine   shared.db.get_engine() (NullPool): `with engine.connect(): SELECT 1`
+  B. pg8000 defaults  pg8000.connect(...): new unverified TLS context per connect, no TCP_NODELAY
+  C. connect_once     shared.db.connect_once(params): our socket + TLS context, no SQLAlchemy
+  D. pg8000 + context pg8000.connect(..., ssl_context=<our reused verified context>): no TCP_NODELAY
+
+Every figure printed comes from this run; nothing is a constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import socket
+import ssl
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import pg8000  # noqa: E402
+import sqlalchemy  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from bench.pg_tls import TlsPostgres, make_ca, tls_postgres  # noqa: E402
+from shared import db  # noqa: E402
+
+SSL_ROW = "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f}"
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def describe_socket(raw: pg8000.Connection) -> str:
+    """What the client side did: SCRAM mechanism, certificate verification, SNI, NODELAY."""
+    sock = raw._usock  # pg8000's socket (private attribute: evidence only)
+    parts = [f"auth={getattr(getattr(raw, 'auth', None), 'mechanism_name', 'none (no SASL)')}"]
+    if isinstance(sock, ssl.SSLSocket):
+        verified = sock.context.verify_mode == ssl.CERT_REQUIRED
+        peer = sock.getpeercert()  # {} when the certificate was not validated
+        subject = dict(x[0] for x in peer.get("subject", ())) if peer else {}
+        parts.append(
+            f"cert {'VERIFIED' if verified else 'NOT verified'}"
+            f" (verify_mode={sock.context.verify_mode.name}, check_hostname={sock.context.check_hostname},"
+            f" peer CN={subject.get('commonName', '-')})"
+        )
+        parts.append(f"SNI={sock.server_hostname!r}")
+    else:
+        parts.append("NO TLS on the client socket")
+    parts.append(f"TCP_NODELAY={sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)}")
+    return ", ".join(parts)
+
+
+def set_database_url(url: str | None) -> None:
+    if url is None:
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ["DATABASE_URL"] = url
+    db.reset()
+
+
+def check_server_refuses_plain_tcp(server: TlsPostgres) -> None:
+    try:
+        pg8000.connect(server.user, host=server.host, port=server.port, password=server.password,
+                       database=server.database, ssl_context=False, timeout=10).close()
+        print("  [FAIL] server accepted a connection without TLS")
+    except (pg8000.InterfaceError, pg8000.DatabaseError) as error:
+        message = error.args[0].get("M") if error.args and isinstance(error.args[0], dict) else error
+        print(f"  [ok] server refuses plain TCP: {message}")
+
+
+def check_wrong_root_fails(server: TlsPostgres) -> None:
+    """The engine with a CA bundle that did not sign the server's certificate must not connect."""
+    wrong = ssl.get_default_verify_paths().cafile
+    label = "system CA bundle"
+    if not wrong or not os.path.exists(wrong):
+        other = Path(server.directory) / "unrelated-ca.pem"  # no system bundle: an unrelated CA
+        other.write_bytes(make_ca("unrelated CA").cert_pem)
+        wrong, label = str(other), "an unrelated CA"
+    attempts = []
+    real = db.connect_once
+
+    def counting(params: db.ConnectParams, timeout: float) -> pg8000.Connection:
+        attempts.append(timeout)
+        return real(params, timeout)
+
+    set_database_url(server.url_with(sslrootcert=wrong))  # a new engine: get_engine() was reset
+    db.connect_once = counting
+    started = time.perf_counter()
+    try:
+        with db.get_engine().connect() as c:
+            c.execute(text("SELECT 1"))
+        print(f"  [FAIL] engine connected although sslrootcert={wrong} ({label}) did not sign the certificate")
+    except Exception as error:  # noqa: BLE001 - reported just below
+        elapsed = time.perf_counter() - started
+        errors = chain(error)
+        cert_errors = [e for e in errors if isinstance(e, ssl.SSLCertVerificationError)]
+        status = "ok" if cert_errors else "FAIL"
+        print(f"  [{status}] engine with sslrootcert={wrong} ({label}) fails:")
+        print(f"         raised {type(error).__module__}.{type(error).__name__}: {error}")
+        for e in errors[1:]:
+            print(f"         caused by {type(e).__name__}: {e}")
+        print(f"         after {len(attempts)} connect attempt(s) in {elapsed * 1000:.0f} ms"
+              + (" (a certificate failure is retried like an outage)" if len(attempts) > 1 else ""))
+    finally:
+        db.connect_once = real
+
+
+def time_context_builds(ca_path: str, n: int = 20) -> tuple[float, float]:
+    """Median cost of building a TLS context: pg8000's per-connect default, and ours (once)."""
+    default, ours = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        ssl.create_default_context()
+        default.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ssl.create_default_context(cafile=ca_path)
+        ours.append(time.perf_counter() - t)
+    return statistics.median(default), statistics.median(ours)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=200, help="samples per variant (default 200)")
+    parser.add_argument("--key-type", choices=("ec", "rsa"), default="ec", help="server key: P-256 or RSA-2048")
+    args = parser.parse_args(argv)
+    if args.samples < 2:
+        parser.error("--samples must be at least 2")
+
+    print(f"Python {platform.python_version()} ({platform.python_implementation()}), "
+          f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs")
+    print(f"pg8000 {pg8000.__version__}, SQLAlchemy {sqlalchemy.__version__}, {ssl.OPENSSL_VERSION}")
+
+    previous_url = os.environ.get("DATABASE_URL")
+    started = time.perf_counter()
+    try:
+        with tls_postgres(key_type=args.key_type) as server:
+            print(f"Server: Postgres {server.server_version} ({server.bindir}), TLS + SCRAM, "
+                  f"{args.key_type.upper()} key, ready in {time.perf_counter() - started:.2f} s")
+            print(f"URL: {server.url.replace(server.password, '***')}")
+            return run(server, args.samples)
+    finally:
+        set_database_url(previous_url)
+
+
+def run(server: TlsPostgres, samples: int) -> int:
+    # A: the project's engine, as a function builds it at cold start. Its first connect is the
+    # one warm-up (dialect initialisation, the TLS context is built): timed and shown apart.
+    set_database_url(server.url)
+    engine = db.get_engine()
+    t = time.perf_counter()
+    with engine.connect() as c:
+        c.execute(text("SELECT 1"))
+    first_connect = time.perf_counter() - t
+
+    print("\nChecks (before timing):")
+    check_server_refuses_plain_tcp(server)
+    check_wrong_root_fails(server)  # its own engine, then DATABASE_URL is the right one again:
+    set_database_url(server.url)  # `engine` reads it at each connect, as a warm function does
+    with engine.connect() as c:
+        row = c.execute(text(SSL_ROW)).one()
+        print(f"  [{'ok' if row[0] else 'FAIL'}] A engine: pg_stat_ssl ssl={row[0]} {row[1]} {row[2]}; "
+              f"{describe_socket(c.connection.dbapi_connection)}")
+
+    params = db.parse_database_url(server.url)
+    reused = db.tls_context(params.tls, params.rootcert)
+
+    def pg8000_connect(**extra: object) -> pg8000.Connection:
+        return pg8000.connect(server.user, host=server.host, port=server.port, password=server.password,
+                              database=server.database, **extra)
+
+    for label, open_connection in (
+        ("B pg8000 defaults", pg8000_connect),
+        ("C connect_once", lambda: db.connect_once(params, timeout=10)),
+        ("D pg8000 + context", lambda: pg8000_connect(ssl_context=reused)),
+    ):
+        connection = open_connection()  # also the warm-up of this variant
+        try:
+            cursor = connection.cursor()
+            cursor.execute(SSL_ROW)
+            row = cursor.fetchone()
+            print(f"  [{'ok' if row[0] else 'FAIL'}] {label}: pg_stat_ssl ssl={row[0]} {row[1]}; "
+                  f"{describe_socket(connection)}")
+        finally:
+            connection.close()
+
+    # The measured operations.
+    def a_engine() -> None:
+        with engine.connect() as c:
+            c.execute(text("SELECT 1"))
+
+    def with_cursor(open_connection: Callable[[], pg8000.Connection]) -> Callable[[], None]:
+        def op() -> None:
+            connection = open_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+            finally:
+                connection.close()
+
+        return op
+
+    variants: dict[str, Callable[[], None]] = {
+        "A project engine": a_engine,
+        "B pg8000 defaults": with_cursor(pg8000_connect),
+        "C connect_once (no SQLAlchemy)": with_cursor(lambda: db.connect_once(params, timeout=10)),
+        "D pg8000 + reused verified context": with_cursor(lambda: pg8000_connect(ssl_context=reused)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    print(f"\nTiming {samples} samples each, interleaved A, B, C, D, A, B, ...")
+    gc.collect()
+    loop_started = time.perf_counter()
+    for _ in range(samples):
+        for name, op in variants.items():
+            t = time.perf_counter()
+            op()
+            times[name].append(time.perf_counter() - t)
+    loop_time = time.perf_counter() - loop_started
+    default_ctx, our_ctx = time_context_builds(server.ca_path)
+
+    print(f"\n{'connect + TLS + SCRAM + SELECT 1 + close':<40} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}  (ms)")
+    medians = {}
+    for name, values in times.items():
+        medians[name[0]] = statistics.median(values)
+        p90 = statistics.quantiles(values, n=10)[8]
+        print(f"{name:<40} {ms(medians[name[0]])} {ms(p90)} {ms(min(values))} {ms(max(values))}")
+    print(f"{'A engine, first connect (dialect init)':<40} {ms(first_connect)}   (1 sample: the warm-up, run first)")
+    print()
+    print(f"B/A = {medians['B'] / medians['A']:.1f}x   (pg8000 defaults vs the project engine)")
+    print(f"A/C = {medians['A'] / medians['C']:.2f}x  (SQLAlchemy's share: A-C = {(medians['A'] - medians['C']) * 1000:.2f} ms)")
+    print(f"B-D = {(medians['B'] - medians['D']) * 1000:.1f} ms  (a new TLS context per connect; "
+          f"ssl.create_default_context() alone: {default_ctx * 1000:.1f} ms, with our CA file: {our_ctx * 1000:.1f} ms)")
+    print(f"D-C = {(medians['D'] - medians['C']) * 1000:.1f} ms  (no TCP_NODELAY: delayed-ACK stall)")
+    print(f"\nTimed loop: {loop_time:.1f} s. Machine shared and noisy: quote the medians, "
+          "not the means or the extremes.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
