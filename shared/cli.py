@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     invoke_cmd.add_argument("--event", required=True, type=Path, help="a JSON event file (see events/)")
 
     commands.add_parser("openapi", help="print the OpenAPI document as JSON")
+
+    serve_cmd = commands.add_parser("serve", help="the local gateway: every HttpApi route, the JWT authorizer emulated")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
+    serve_cmd.add_argument("--issuer", help="trust this issuer instead of the local one (or JWT_ISSUER)")
+    serve_cmd.add_argument("--audience", help="the audience tokens must carry (or JWT_AUDIENCE)")
+    serve_cmd.add_argument("--jwks-url", help="the issuer's JWKS (or JWT_JWKS_URL; default: OIDC discovery)")
+
+    token_cmd = commands.add_parser("token", help="print a token the local issuer signed")
+    token_cmd.add_argument("--sub", required=True, help="the user id (sub claim)")
+    token_cmd.add_argument("--email", help="an email claim")
+    token_cmd.add_argument("--ttl", type=int, default=3600, help="seconds of validity (default 3600; negative: expired)")
     return parser
 
 
@@ -91,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         from shared.openapi import build_openapi
 
         print(json.dumps(build_openapi(), indent=2))
+    elif args.command == "serve":
+        from shared.local.gateway import serve
+
+        return serve(args.host, args.port, issuer=args.issuer, audience=args.audience, jwks_url=args.jwks_url)
+    elif args.command == "token":
+        from shared.local.keys import mint_token
+
+        print(mint_token(args.sub, email=args.email, ttl=args.ttl))
     return 0
 
 
