@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from shared.auth import Caller
 from shared.db import constraint_of, transaction
 from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.idempotency import IdempotencyKey, Outcome, run_once
 from shared.models import Category, CategoryCreate, CategoryPage, CategoryPublic, CategoryUpdate, Task
 from shared.pagination import decode_cursor, encode_cursor
 from shared.users import ensure_user
@@ -55,14 +56,20 @@ def _flush_unique(session: Session, name: str) -> None:
         raise
 
 
-def create_category(*, caller: Caller, data: CategoryCreate) -> CategoryPublic:
+def create_category(
+    *, caller: Caller, data: CategoryCreate, idempotency: IdempotencyKey | None = None
+) -> Outcome[CategoryPublic]:
     now = datetime.now(timezone.utc)
     with transaction(caller.user_id) as session:
         ensure_user(session, caller)
-        category = Category(user_id=caller.user_id, **data.model_dump(), created_at=now, updated_at=now)
-        session.add(category)
-        _flush_unique(session, category.name)
-        return CategoryPublic.of(category, 0)
+
+        def create() -> CategoryPublic:
+            category = Category(user_id=caller.user_id, **data.model_dump(), created_at=now, updated_at=now)
+            session.add(category)
+            _flush_unique(session, category.name)
+            return CategoryPublic.of(category, 0)
+
+        return run_once(session, caller.user_id, idempotency, 201, CategoryPublic, create)
 
 
 def get_category(*, caller: Caller, category_id: str) -> CategoryPublic:

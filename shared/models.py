@@ -11,7 +11,8 @@ from enum import IntEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, Strict, StringConstraints
-from sqlalchemy import ARRAY, Column, DateTime, SmallInteger, String, text
+from sqlalchemy import Column, DateTime, SmallInteger, String, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 # ---------------------------------------------------------------------------- rules
@@ -49,6 +50,7 @@ Title = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_le
 Description = Annotated[str, Strict(), StringConstraints(max_length=4000), AfterValidator(_no_nul)]
 Tag = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=50), AfterValidator(_no_nul)]
 Tags = Annotated[list[Tag], PydanticField(max_length=20), AfterValidator(_unique)]
+SearchWords = Annotated[str, Strict(), StringConstraints(max_length=200), AfterValidator(_no_nul)]
 CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
 Color = Annotated[str, Strict(), StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 InputDateTime = Annotated[datetime, BeforeValidator(_rfc3339)]

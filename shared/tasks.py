@@ -6,7 +6,7 @@ that does not exist. A trashed task (`deleted_at` set) is invisible to all but t
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import exc, tuple_
 from sqlmodel import Session, col, select
@@ -14,11 +14,11 @@ from sqlmodel import Session, col, select
 from shared.auth import Caller
 from shared.db import constraint_of, transaction
 from shared.errors import InvalidField, NotFound, PreconditionFailed
+from shared.idempotency import IdempotencyKey, Outcome, run_once
 from shared.models import Category, Priority, Task, TaskCreate, TaskPage, TaskPublic, TaskUpdate, TrashedTaskPublic, TrashPage
 from shared.pagination import decode_cursor, encode_cursor
+from shared.task_listing import SortName, TaskFilters, decode_position, page_query
 from shared.users import ensure_user
-
-Status = Literal["all", "pending", "completed"]
 
 
 def parse_id(value: str) -> uuid.UUID:
@@ -87,16 +87,20 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def create_task(*, caller: Caller, data: TaskCreate) -> TaskPublic:
+def create_task(*, caller: Caller, data: TaskCreate, idempotency: IdempotencyKey | None = None) -> Outcome[TaskPublic]:
     now = _now()
     with transaction(caller.user_id) as session:
         ensure_user(session, caller)
-        _check_category(session, caller, data.category_id)
-        task = Task(user_id=caller.user_id, **_storage_values(data.model_dump()), created_at=now, updated_at=now)
-        task.completed_at = now if task.completed else None
-        session.add(task)
-        _flush(session)
-        return TaskPublic.of(task)
+
+        def create() -> TaskPublic:
+            _check_category(session, caller, data.category_id)
+            task = Task(user_id=caller.user_id, **_storage_values(data.model_dump()), created_at=now, updated_at=now)
+            task.completed_at = now if task.completed else None
+            session.add(task)
+            _flush(session)
+            return TaskPublic.of(task)
+
+        return run_once(session, caller.user_id, idempotency, 201, TaskPublic, create)
 
 
 def get_task(*, caller: Caller, task_id: str) -> TaskPublic:
@@ -114,14 +118,20 @@ def update_task(*, caller: Caller, task_id: str, data: TaskUpdate, if_match: int
     return _write(caller, task_id, data.model_dump(exclude_unset=True), if_match)
 
 
-def complete_task(*, caller: Caller, task_id: str, completed: bool | None, if_match: int | None = None) -> TaskPublic:
-    """`completed=None` toggles."""
+def complete_task(
+    *, caller: Caller, task_id: str, completed: bool | None, if_match: int | None = None, idempotency: IdempotencyKey | None = None
+) -> Outcome[TaskPublic]:
+    """`completed=None` toggles (once per Idempotency-Key: a retried toggle is replayed)."""
     now = _now()
     with transaction(caller.user_id) as session:
-        task = _load(session, caller, task_id, lock=True)
-        _check_version(task, if_match)
-        _apply(task, {"completed": (not task.completed) if completed is None else completed}, now)
-        return TaskPublic.of(task)
+
+        def complete() -> TaskPublic:
+            task = _load(session, caller, task_id, lock=True)
+            _check_version(task, if_match)
+            _apply(task, {"completed": (not task.completed) if completed is None else completed}, now)
+            return TaskPublic.of(task)
+
+        return run_once(session, caller.user_id, idempotency, 200, TaskPublic, complete)
 
 
 def _write(caller: Caller, task_id: str, fields: dict[str, Any], if_match: int | None) -> TaskPublic:
@@ -148,31 +158,31 @@ def delete_task(*, caller: Caller, task_id: str, if_match: int | None = None) ->
         task.version += 1
 
 
-def restore_task(*, caller: Caller, task_id: str) -> TaskPublic:
+def restore_task(*, caller: Caller, task_id: str, idempotency: IdempotencyKey | None = None) -> Outcome[TaskPublic]:
     now = _now()
     with transaction(caller.user_id) as session:
-        task = _load(session, caller, task_id, trashed=True, lock=True)
-        task.deleted_at = None
-        task.updated_at = now
-        task.version += 1
-        return TaskPublic.of(task)
+
+        def restore() -> TaskPublic:
+            task = _load(session, caller, task_id, trashed=True, lock=True)
+            task.deleted_at = None
+            task.updated_at = now
+            task.version += 1
+            return TaskPublic.of(task)
+
+        return run_once(session, caller.user_id, idempotency, 200, TaskPublic, restore)
 
 
-def list_tasks(*, caller: Caller, status: Status = "all", limit: int = 50, cursor: str | None = None) -> TaskPage:
-    """Newest first, keyset-paged on (created_at, id): page 10,000 costs what page 1 does."""
-    binding = {"list": "tasks", "user": caller.user_id, "sort": "-created_at", "status": status}
-    statement = select(Task).where(Task.user_id == caller.user_id, col(Task.deleted_at).is_(None))
-    if status != "all":
-        statement = statement.where(Task.completed == (status == "completed"))
-    if cursor is not None:
-        created_at, last_id = decode_cursor(cursor, binding)
-        statement = statement.where(tuple_(Task.created_at, Task.id) < (datetime.fromisoformat(created_at), uuid.UUID(last_id)))
-    statement = statement.order_by(col(Task.created_at).desc(), col(Task.id).desc()).limit(limit + 1)
+def list_tasks(
+    *, caller: Caller, filters: TaskFilters = TaskFilters(), sort: SortName = "-created_at", limit: int = 50, cursor: str | None = None
+) -> TaskPage:
+    """Keyset-paged in any of the ten sorts; see shared/task_listing.py."""
+    binding = {"list": "tasks", "user": caller.user_id, "sort": sort, "filters": filters.binding()}
+    after = decode_position(sort, decode_cursor(cursor, binding)) if cursor is not None else None
     with transaction(caller.user_id) as session:
-        rows = session.exec(statement).all()
+        rows = session.exec(page_query(caller.user_id, filters, sort, after, limit)).all()
     page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor([page[-1].created_at, page[-1].id], binding) if more else None
-    return TaskPage(items=[TaskPublic.of(task) for task in page], next_cursor=next_cursor)
+    next_cursor = encode_cursor([page[-1][1], page[-1][0].id], binding) if more else None
+    return TaskPage(items=[TaskPublic.of(task) for task, _ in page], next_cursor=next_cursor)
 
 
 def list_trash(*, caller: Caller, limit: int = 50, cursor: str | None = None) -> TrashPage:

@@ -38,7 +38,7 @@ def test_every_route_but_health_requires_the_bearer_token():
 def test_each_route_documents_the_statuses_the_contract_gives_it():
     paths = build_openapi()["paths"]
     statuses = lambda path, method: {int(s) for s in paths[path][method]["responses"]}  # noqa: E731
-    assert statuses("/api/{user_id}/tasks", "post") == {201, 400, 401, 403, 413, 415, 422, 500, 503}
+    assert statuses("/api/{user_id}/tasks", "post") == {201, 400, 401, 403, 409, 413, 415, 422, 500, 503}
     assert statuses("/api/{user_id}/tasks/{task_id}", "delete") >= {204, 401, 403, 404, 412, 503}
     assert statuses("/api/{user_id}/categories", "post") >= {201, 409}
     assert statuses("/health", "get") == {200, 422, 500, 503}

@@ -4,7 +4,7 @@ from fastapi import Body, Response
 
 from shared import tasks
 from shared.http.app import create_app, lambda_handler
-from shared.http.deps import CallerDep, IfMatch, TaskId, UserId, set_etag
+from shared.http.deps import CallerDep, IdempotencyDep, IfMatch, TaskId, UserId, mark_replayed, set_etag
 from shared.http.problems import problem_responses
 from shared.models import CompleteRequest, TaskPublic
 
@@ -14,7 +14,7 @@ app = create_app("CompleteTask")
 @app.patch(
     "/api/{user_id}/tasks/{task_id}/complete",
     response_model=TaskPublic,
-    responses=problem_responses(400, 401, 403, 404, 412, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     operation_id="completeTask",
     tags=["tasks"],
 )
@@ -23,11 +23,14 @@ def complete_task(
     task_id: TaskId,
     caller: CallerDep,
     if_match: IfMatch,
+    idempotency: IdempotencyDep,
     response: Response,
     data: CompleteRequest | None = Body(default=None),
 ) -> TaskPublic:
     completed = None if data is None else data.completed
-    task = tasks.complete_task(caller=caller, task_id=task_id, completed=completed, if_match=if_match)
+    outcome = tasks.complete_task(caller=caller, task_id=task_id, completed=completed, if_match=if_match, idempotency=idempotency)
+    task = outcome.value
+    mark_replayed(response, outcome)
     set_etag(response, task.version)
     return task
 

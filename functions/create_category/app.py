@@ -4,7 +4,7 @@ from fastapi import Request, Response
 
 from shared import categories
 from shared.http.app import create_app, lambda_handler
-from shared.http.deps import CallerDep, UserId, set_etag
+from shared.http.deps import CallerDep, IdempotencyDep, UserId, mark_replayed, set_etag
 from shared.http.problems import problem_responses
 from shared.models import CategoryCreate, CategoryPublic
 
@@ -20,9 +20,11 @@ app = create_app("CreateCategory")
     tags=["categories"],
 )
 def create_category(
-    user_id: UserId, data: CategoryCreate, caller: CallerDep, request: Request, response: Response
+    user_id: UserId, data: CategoryCreate, caller: CallerDep, idempotency: IdempotencyDep, request: Request, response: Response
 ) -> CategoryPublic:
-    category = categories.create_category(caller=caller, data=data)
+    outcome = categories.create_category(caller=caller, data=data, idempotency=idempotency)
+    category = outcome.value
+    mark_replayed(response, outcome)
     response.headers["Location"] = f"{request.url.path}/{category.id}"
     set_etag(response, category.version)
     return category

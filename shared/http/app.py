@@ -80,8 +80,9 @@ class ContractRoute(APIRoute):
                 if takes_body:
                     body = await request.body()
                     if body:
+                        request.state.json_body = parse_json_object(body, request.headers.get("content-type"))
                         # FastAPI reuses the parsed value instead of parsing the body again.
-                        request._json = parse_json_object(body, request.headers.get("content-type"))
+                        request._json = request.state.json_body
                 return await original(request)
             except DomainError as error:
                 return problems.from_domain_error(request, error)

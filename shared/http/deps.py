@@ -7,7 +7,8 @@ from fastapi import Depends, Header, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import Caller
-from shared.errors import InvalidField
+from shared.errors import BadRequest, InvalidField
+from shared.idempotency import IdempotencyKey, Outcome
 
 # Documents the bearer scheme; the token itself was checked by the gateway's authorizer.
 _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT from the configured issuer")
@@ -30,7 +31,31 @@ def if_match(if_match: Annotated[str | None, Header(description='`"<version>"` a
     return int(found.group(1))
 
 
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None, Header(description="1..255 visible ASCII characters; a retry with the same key and body is replayed")
+    ] = None,
+) -> IdempotencyKey | None:
+    if idempotency_key is None:
+        return None
+    if not _VISIBLE_ASCII.match(idempotency_key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters.")
+    route = request.scope["route"].path_format
+    target = {name: value for name, value in request.path_params.items() if name != "user_id"}
+    return IdempotencyKey.of(idempotency_key, route=f"{request.method} {route}", target=target, body=getattr(request.state, "json_body", None))
+
+
+def mark_replayed(response: Response, outcome: Outcome) -> None:
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+
+
 CallerDep = Annotated[Caller, Depends(current_caller)]
+IdempotencyDep = Annotated[IdempotencyKey | None, Depends(idempotency_key)]
 IfMatch = Annotated[int | None, Depends(if_match)]
 UserId = Annotated[str, Path(description="The caller's `sub`, or `me`")]
 TaskId = Annotated[str, Path(description="A task id (uuid)", json_schema_extra={"format": "uuid"})]

@@ -102,15 +102,15 @@ class Problem(BaseModel):
 
 
 _WHEN = {
-    400: "The body is not JSON, or the cursor is not one this query made",
+    400: "The body is not JSON, the cursor is not one this query made, or a malformed `Idempotency-Key`",
     401: "No identity (the gateway answers `{\"message\":\"Unauthorized\"}` itself for a bad token)",
     403: "`{user_id}` in the path is not the caller",
     404: "No such object for this caller",
-    409: "Conflicts with what exists",
+    409: "Conflicts with what exists, or a request with this `Idempotency-Key` is still in progress",
     412: "`If-Match` does not match the current version",
     413: "The body is over 64 KiB",
     415: "The body is not `application/json`",
-    422: "A field or parameter breaks a rule; `errors` names each",
+    422: "A field or parameter breaks a rule (or an `Idempotency-Key` reused with another request); `errors` names each",
     500: "Unexpected; logged with `request_id`",
     503: "The database is unreachable; retry after `Retry-After` seconds",
 }
