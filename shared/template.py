@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +41,7 @@ def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, An
 
 
 _CfnLoader.add_multi_constructor("!", _intrinsic)
+_loading = threading.Lock()  # the local gateway and tests load functions from many threads
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,14 @@ class Function:
     def load_module(self) -> ModuleType:
         """Imports the function's own file under a unique name (every one is `app.py`)."""
         name = f"functions_{self.logical_id}"
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, self.module_path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
+        with _loading:
+            if name not in sys.modules:
+                spec = importlib.util.spec_from_file_location(name, self.module_path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                sys.modules[name] = module
+        return sys.modules[name]
 
     def load_handler(self) -> Any:
         return getattr(self.load_module(), self.handler.rsplit(".", 1)[1])
