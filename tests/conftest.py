@@ -11,7 +11,6 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pg8000.native
 import pytest
@@ -20,7 +19,7 @@ from shared import db
 from tests.lambda_api import LambdaApi
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
@@ -29,20 +28,18 @@ def _port_open(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """Admin connection parameters of a Postgres server for this run."""
-    if _port_open("127.0.0.1", 5432):
+def postgres_server() -> Iterator[dict[str, object]]:
+    """Admin connection parameters of a Postgres server for this run.
+
+    TEST_POSTGRES=embedded skips the local server, as on a machine that has none.
+    """
+    if os.environ.get("TEST_POSTGRES") != "embedded" and port_open("127.0.0.1", 5432):
         yield {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
         return
     from shared.local.embedded_postgres import EmbeddedPostgres
 
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pgdata")))
-    url = server.start()
-    try:
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-        yield {"host": "127.0.0.1", "port": port, "user": "postgres"}
-    finally:
-        server.stop()
+    with EmbeddedPostgres.temporary() as server:
+        yield {"host": server.host, "port": server.port, "user": "postgres"}
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """End to end: `todo-api serve` as a real process, spoken to over real HTTP.
 
-The server gets its own database (`todo_e2e_<random>` on the Postgres at 127.0.0.1:5432, or
-on a private embedded one when nothing listens there) and its own local directory
+The server gets its own database (`todo_e2e_<random>` on the run's Postgres server: see
+tests/conftest.py) and its own local directory
 (`TODO_API_LOCAL_DIR`: issuer keys, embedded data), so the developer's `.local/` is never
 touched. It is started once for the session and stopped (SIGTERM, then SIGKILL) at the end.
 """
@@ -31,14 +31,6 @@ from shared.template import REPO_ROOT
 
 CORS_ORIGIN = "https://app.example"
 START_TIMEOUT = 60.0
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def free_port() -> int:
@@ -149,26 +141,13 @@ class Serve:
 
 
 @pytest.fixture(scope="session")
-def e2e_postgres() -> Iterator[dict[str, Any]]:
-    """Admin connection parameters of a Postgres server the e2e run may create databases on."""
-    if port_open("127.0.0.1", 5432):
-        yield {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-        return
-    from shared.local.embedded_postgres import EmbeddedPostgres
-
-    with EmbeddedPostgres.temporary() as server:
-        assert server.port is not None
-        yield {"host": "127.0.0.1", "port": server.port, "user": "postgres"}
-
-
-@pytest.fixture(scope="session")
-def e2e_database(e2e_postgres: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def e2e_database(postgres_server: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A fresh database for the served API (serve migrates it), dropped at the end."""
     name = f"todo_e2e_{uuid.uuid4().hex[:10]}"
-    admin = pg8000.native.Connection(**e2e_postgres, database="postgres")  # autocommit
+    admin = pg8000.native.Connection(**postgres_server, database="postgres")  # autocommit
     admin.run(f'CREATE DATABASE "{name}"')
     try:
-        yield {**e2e_postgres, "database": name}
+        yield {**postgres_server, "database": name}
     finally:
         admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
@@ -225,13 +204,3 @@ def mint(sub: str, **options: Any) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def alice() -> str:
-    return f"alice-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def bob() -> str:
-    return f"bob-{uuid.uuid4().hex[:8]}"

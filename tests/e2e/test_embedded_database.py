@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Serve, bearer, clean_env, make_local_dir, mint, port_open
+from tests.conftest import port_open
+from tests.e2e.conftest import Serve, bearer, clean_env, make_local_dir, mint
 
 
 def _gone(pid: int) -> bool:
