@@ -1,12 +1,16 @@
-"""No user sees or changes another's data: every protected route of template.yaml, two users.
+"""No user sees or changes another's data: the whole matrix, generated from template.yaml.
 
-Routes come from the template, so a new route is covered here without editing the test
-(a POST, PUT or PATCH must have its body added to VALID_BODIES: the test says so).
+Every protected route × {owner, another user, no identity, a path naming someone else} ×
+{the owner's id, another user's id, an unknown id} (routes without an id: the identities
+only). Each cell has its expected status; where access is denied, nobody's rows change.
+A route added to the template is covered without editing this file (a POST, PUT or PATCH
+must have a valid body in VALID_BODIES: the test says so).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -14,38 +18,24 @@ from shared.template import http_routes
 
 PROTECTED = [(route.method, route.path) for route, _ in http_routes() if not route.public]
 VALID_BODIES = {
-    ("POST", "/api/{user_id}/tasks"): {"title": "intruder"},
-    ("PUT", "/api/{user_id}/tasks/{task_id}"): {"title": "intruder"},
-    ("PATCH", "/api/{user_id}/tasks/{task_id}"): {"title": "intruder"},
+    ("POST", "/api/{user_id}/tasks"): {"title": "written by the caller"},
+    ("PUT", "/api/{user_id}/tasks/{task_id}"): {"title": "written by the caller"},
+    ("PATCH", "/api/{user_id}/tasks/{task_id}"): {"title": "written by the caller"},
     ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): {"completed": True},
-    ("POST", "/api/{user_id}/categories"): {"name": "intruder"},
-    ("PATCH", "/api/{user_id}/categories/{category_id}"): {"name": "intruder"},
+    ("POST", "/api/{user_id}/categories"): {"name": "written by the caller"},
+    ("PATCH", "/api/{user_id}/categories/{category_id}"): {"name": "written by the caller"},
     ("POST", "/api/{user_id}/trash/{task_id}/restore"): None,  # takes no body
 }
-ROUTE_IDS = [f"{m} {p}" for m, p in PROTECTED]
+SUCCESS = {"GET": 200, "PUT": 200, "PATCH": 200, "DELETE": 204}
+IDENTITIES = ("owner", "another user", "no identity", "path names someone else")
+IDS = ("owner's id", "another user's id", "unknown id")
+CELLS: Counter = Counter()  # reported at the end of the run (tests/conftest.py)
 
 
-def _snapshot(sql, user: str) -> list:
-    return [
-        sql.run("SELECT * FROM tasks WHERE user_id = :u ORDER BY id", u=user),
-        sql.run("SELECT * FROM categories WHERE user_id = :u ORDER BY id", u=user),
-        sql.run("SELECT * FROM users WHERE id = :u", u=user),
-    ]
-
-
-@pytest.fixture
-def alices_world(api, alice):
-    """Alice owns a live task, a trashed task and a category."""
-    category = api.create_category(alice, "Alice's")
-    task = api.create_task(alice, title="alice's", category_id=category["id"])
-    trashed = api.create_task(alice, title="alice's trashed")
-    assert api.delete(f"/api/me/tasks/{trashed['id']}", user=alice).status == 204
-    return {"task_id": task["id"], "category_id": category["id"], "trashed_id": trashed["id"]}
-
-
-def _concrete(path: str, user: str, ids: dict[str, str]) -> str:
-    task_id = ids["trashed_id"] if "/trash/" in path else ids["task_id"]
-    return path.replace("{user_id}", user).replace("{task_id}", task_id).replace("{category_id}", ids["category_id"])
+def _success(method: str, path: str) -> int:
+    if method == "POST":
+        return 200 if path.endswith("/restore") else 201
+    return SUCCESS[method]
 
 
 def _body(method: str, path: str):
@@ -54,50 +44,82 @@ def _body(method: str, path: str):
     return VALID_BODIES.get((method, path))
 
 
-@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=ROUTE_IDS)
-def test_no_identity_is_401_and_changes_nothing(api, sql, alice, alices_world, method, path):
-    before = _snapshot(sql, alice)
-    reply = api.request(method, _concrete(path, alice, alices_world), user=None, json=_body(method, path))
-    assert (reply.status, reply.problem["code"]) == (401, "unauthorized")
-    assert reply.headers["www-authenticate"] == "Bearer"
-    assert _snapshot(sql, alice) == before
+def _world(api, user: str) -> dict[str, str]:
+    """A live task, a trashed task and a category of `user`."""
+    category = api.create_category(user, f"{user}'s")
+    task = api.create_task(user, title=f"{user}'s", category_id=category["id"])
+    trashed = api.create_task(user, title=f"{user}'s trashed")
+    assert api.delete(f"/api/me/tasks/{trashed['id']}", user=user).status == 204
+    return {"task_id": task["id"], "category_id": category["id"], "trashed_id": trashed["id"]}
 
 
-@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=ROUTE_IDS)
-def test_a_path_naming_another_user_is_403_before_anything_is_read(api, sql, alice, bob, alices_world, method, path):
-    before = _snapshot(sql, alice)
-    for ids in (alices_world, {"task_id": str(uuid.uuid4()), "category_id": str(uuid.uuid4()), "trashed_id": str(uuid.uuid4())}):
-        reply = api.request(method, _concrete(path, alice, ids), user=bob, json=_body(method, path))
-        assert (reply.status, reply.problem["code"]) == (403, "forbidden")
-    assert _snapshot(sql, alice) == before
+def _snapshot(sql, users: list[str]) -> list:
+    return [
+        sql.run(f"SELECT * FROM {table} WHERE {column} = ANY(:users) ORDER BY 1, 2", users=users)
+        for table, column in (("tasks", "user_id"), ("categories", "user_id"), ("users", "id"), ("idempotency_keys", "user_id"))
+    ]
+
+
+def _path(template: str, path_user: str, ids: dict[str, str]) -> str:
+    task_id = ids["trashed_id"] if "/trash/" in template else ids["task_id"]
+    return template.replace("{user_id}", path_user).replace("{task_id}", task_id).replace("{category_id}", ids["category_id"])
+
+
+def _expected(identity: str, which_id: str | None, success: int) -> int:
+    if identity == "no identity":
+        return 401
+    if identity == "path names someone else":
+        return 403
+    if which_id is None:
+        return success
+    # The caller's own object succeeds; anyone else's answers exactly like a missing one.
+    mine = (identity == "owner" and which_id == "owner's id") or (identity == "another user" and which_id == "another user's id")
+    return success if mine else 404
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_ownership_matrix(api, sql, alice, bob, method, path):
+    has_id = "{task_id}" in path or "{category_id}" in path
+    for identity in IDENTITIES:
+        for which_id in IDS if has_id else (None,):
+            # Fresh data per cell: a cell that succeeds changes what the next one would see.
+            cell_id = uuid.uuid4().hex[:6]
+            owner, other = f"{alice}-{cell_id}", f"{bob}-{cell_id}"
+            ids = {"owner's id": _world(api, owner), "another user's id": _world(api, other)}
+            ids["unknown id"] = {"task_id": str(uuid.uuid4()), "category_id": str(uuid.uuid4()), "trashed_id": str(uuid.uuid4())}
+            caller = {"owner": owner, "another user": other, "no identity": None, "path names someone else": other}[identity]
+            path_user = owner if identity in ("no identity", "path names someone else") else "me"
+            target = _path(path, path_user, ids[which_id] if which_id else ids["owner's id"])
+            before = _snapshot(sql, [owner, other])
+
+            reply = api.request(method, target, user=caller, json=_body(method, path))
+
+            expected = _expected(identity, which_id, _success(method, path))
+            cell = f"{method} {path} | {identity} | {which_id or '-'}"
+            assert reply.status == expected, f"{cell}: {reply.status} {reply.body[:200]!r}"
+            if expected >= 400:
+                assert reply.problem["code"] == {401: "unauthorized", 403: "forbidden", 404: "not_found"}[expected], cell
+                assert _snapshot(sql, [owner, other]) == before, f"{cell}: a refused request changed data"
+            if expected == 401:
+                assert reply.headers["www-authenticate"] == "Bearer", cell
+            CELLS[f"{method} {path}"] += 1
+
+
+def test_a_denied_path_reads_nothing_not_even_the_user_row(api, sql, alice, bob):
+    """403 comes before any read or write: not even the caller's user row is created."""
+    api.create_task(alice)
+    for method, path in PROTECTED:
+        reply = api.request(method, _path(path, alice, {"task_id": "x", "category_id": "x", "trashed_id": "x"}), user=bob, json=_body(method, path))
+        assert reply.status == 403, (method, path)
     assert sql.run("SELECT count(*) FROM users WHERE id = :u", u=bob) == [[0]]
 
 
-ID_ROUTES = [(m, p) for m, p in PROTECTED if "{task_id}" in p or "{category_id}" in p]
-
-
-@pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=[f"{m} {p}" for m, p in ID_ROUTES])
-def test_another_users_object_is_404_exactly_like_a_missing_one(api, sql, alice, bob, alices_world, method, path):
-    before = _snapshot(sql, alice)
-    theirs = api.request(method, _concrete(path, "me", alices_world), user=bob, json=_body(method, path))
-    missing_ids = {"task_id": str(uuid.uuid4()), "category_id": str(uuid.uuid4()), "trashed_id": str(uuid.uuid4())}
-    missing = api.request(method, _concrete(path, "me", missing_ids), user=bob, json=_body(method, path))
-    assert theirs.status == missing.status == 404
-    assert {k: v for k, v in theirs.problem.items() if k not in ("instance", "request_id")} == {
-        k: v for k, v in missing.problem.items() if k not in ("instance", "request_id")
-    }
-    assert _snapshot(sql, alice) == before
-
-
-def test_lists_hold_only_the_callers_data(api, alice, bob, alices_world):
-    api.create_task(bob, title="bob's")
-    api.delete(f"/api/me/tasks/{api.create_task(bob, title='bob trashed')['id']}", user=bob)
-    api.create_category(bob, "Bob's")
+def test_lists_hold_only_the_callers_data(api, alice, bob):
+    alices = _world(api, alice)
+    _world(api, bob)
     for path in ("/api/me/tasks", "/api/me/trash", "/api/me/categories"):
         items = api.get(path, user=bob).json()["items"]
-        assert items and all(item["id"] not in alices_world.values() for item in items), path
-        alices = api.get(path, user=alice).json()["items"]
-        assert {item["id"] for item in alices} <= set(alices_world.values()), path
+        assert items and not {item["id"] for item in items} & set(alices.values()), path
 
 
 def test_me_and_the_callers_own_id_are_the_same_user(api, alice):
