@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("openapi", help="print the OpenAPI document as JSON")
 
+    commands.add_parser("cleanup", help="one cleanup run at DATABASE_URL, no time limit; prints what it deleted")
+
     serve_cmd = commands.add_parser("serve", help="the local gateway: every HttpApi route, the JWT authorizer emulated")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
@@ -99,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         print("database is at the latest schema", file=sys.stderr)
     elif args.command == "invoke":
         print(json.dumps(invoke(args.function, json.loads(args.event.read_text())), indent=2))
+    elif args.command == "cleanup":
+        from contextlib import redirect_stdout
+
+        # Imported under the redirect: the logger binds the stream it writes to (stderr here),
+        # and metrics print to stdout; only the result goes there.
+        with redirect_stdout(sys.stderr):
+            from shared.cleanup import run_cleanup
+            from shared.observability import metrics
+
+            try:
+                result = run_cleanup()
+            finally:
+                metrics.flush_metrics()
+        print(json.dumps(result))
     elif args.command == "openapi":
         from shared.openapi import build_openapi
 

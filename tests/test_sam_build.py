@@ -3,8 +3,10 @@
 Every function in .aws-sam/build/ is imported in a fresh interpreter of the functions'
 runtime (python3.13) that sees only its own directory and the SharedLayer's python/, as
 /var/task and /opt/python on Lambda: not the repo, not the test environment. Then its
-handler answers one payload 2.0 event: GET /health with the database, every other route
-without claims (401 problem+json: the import, the layer and the error path, no data).
+handler answers one event. HTTP functions get a payload 2.0 event: GET /health with the
+database, every other route without claims (401 problem+json: the import, the layer and
+the error path, no data). Scheduled functions get their example event from events/ (the
+EventBridge scheduled event) and run for real against the test run's own database.
 
 Needs `infra/sam.sh build` first (CI runs it before the tests); skipped otherwise.
 """
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +153,7 @@ with open(result_path, "w") as out:
 """
 
 
-def invoke_built(function: Function, route: Route, event: dict[str, Any], database_url: str, tmp_path: Path) -> dict[str, Any]:
+def invoke_built(function: Function, event: dict[str, Any], database_url: str, tmp_path: Path) -> dict[str, Any]:
     python = runtime_python()
     if python is None:
         pytest.skip(f"no {runtime()} interpreter to run the built functions with")
@@ -216,6 +219,22 @@ def _cases() -> list[Any]:
     return cases
 
 
+def _scheduled_cases() -> list[Any]:
+    if not BUILD_DIR.is_dir():
+        return []
+    return [
+        pytest.param(function, id=logical_id)
+        for logical_id, function in sorted(functions().items())
+        if function.schedules and not function.routes and (BUILD_DIR / logical_id / "app.py").is_file()
+    ]
+
+
+def test_every_function_is_http_or_scheduled() -> None:
+    """Each kind has its case below; a function of another kind needs one of its own."""
+    odd = [f.logical_id for f in functions().values() if bool(f.routes) == bool(f.schedules)]
+    assert not odd, f"neither (or both) HTTP and scheduled: {odd}"
+
+
 def test_every_function_is_built() -> None:
     built = {path.parent.name for path in BUILD_DIR.glob("*/app.py")}
     assert built == set(functions()), "rebuild: .aws-sam/build does not match template.yaml"
@@ -254,16 +273,46 @@ def test_built_function_answers(function: Function, route: Route, tmp_path: Path
     database_url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
     function_dir = BUILD_DIR / function.logical_id
     if function.logical_id == "Health":
-        result = invoke_built(function, route, http_event(route), database_url, tmp_path)
+        result = invoke_built(function, http_event(route), database_url, tmp_path)
         response = result["response"]
         assert response["statusCode"] == 200, f"{response} (is Postgres up at {database_url}? set TEST_DATABASE_URL)"
         assert decoded_body(response) == {"status": "ok", "database": "ok"}
     else:
         assert not route.public, f"{function.logical_id}: a new public route needs its own case here"
-        result = invoke_built(function, route, http_event(route, claims=None), database_url, tmp_path)
+        result = invoke_built(function, http_event(route, claims=None), database_url, tmp_path)
         response = result["response"]
         assert response["statusCode"] == 401, response
         headers = {name.lower(): value for name, value in (response.get("headers") or {}).items()}
         assert headers.get("content-type", "").startswith("application/problem+json"), headers
         assert decoded_body(response)["status"] == 401
     assert_imports_only_from_build(result, function_dir)
+
+
+@pytest.mark.parametrize("function", _scheduled_cases())
+def test_built_scheduled_function_runs(function: Function, database_url: str, sql: Any, tmp_path: Path) -> None:
+    """Runs for real on the test run's own migrated database (never on `postgres`)."""
+    assert function.logical_id == "Cleanup", f"{function.logical_id}: a new scheduled function needs its own case here"
+    user = f"sam-build-{uuid.uuid4().hex[:8]}"
+    sql.run("INSERT INTO users (id) VALUES (:user)", user=user)
+    sql.run(
+        "INSERT INTO tasks (id, user_id, title, deleted_at) VALUES (gen_random_uuid(), :user, 'old', now() - interval '31 days')",
+        user=user,
+    )
+    live = sql.run(
+        "INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), :user, 'live') RETURNING id", user=user
+    )[0][0]
+    sql.run(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, response_body, expires_at) "
+        "VALUES (:user, 'k', repeat('0', 64), 201, '{}', now() - interval '1 second')",
+        user=user,
+    )
+    event = json.loads((REPO_ROOT / "events" / f"{function.logical_id}.json").read_text())
+
+    result = invoke_built(function, event, database_url, tmp_path)
+
+    response = result["response"]
+    assert set(response) == {"tasks_deleted", "idempotency_keys_deleted", "finished"}, response
+    assert response["tasks_deleted"] >= 1 and response["idempotency_keys_deleted"] >= 1 and response["finished"] is True
+    assert sql.run("SELECT id FROM tasks WHERE user_id = :user", user=user) == [[live]]
+    assert sql.run("SELECT count(*) FROM idempotency_keys WHERE user_id = :user", user=user) == [[0]]
+    assert_imports_only_from_build(result, BUILD_DIR / function.logical_id)

@@ -1,0 +1,196 @@
+"""Scheduled cleanup: deletes for good what expired, safe at any size, any time, twice.
+
+What expired: tasks in the trash since before `now() - TRASH_RETENTION_DAYS` (days of 24
+hours; 0 means everything trashed before the run started) and idempotency records whose
+`expires_at` has passed. Nothing else is ever touched.
+
+- The rule is fixed once, at the start of the run, from the database clock: a long run,
+  or one on a machine with a wrong clock, deletes exactly what had expired when it began.
+- Work goes in batches of at most `BATCH_SIZE` rows, each its own short transaction (and
+  connection), so a batch holds its row locks for tens of milliseconds, a failed one rolls
+  back alone, and memory does not grow with the backlog: only counts come back.
+- Each batch takes its rows `FOR UPDATE SKIP LOCKED`: two runs at once split the work,
+  never delete a row twice and never wait on each other (nor on a user's restore).
+- Every batch is re-checked against the rule on the row as it is *now* (a task restored
+  while the batch was choosing it stays).
+- Before each batch it asks how much time is left (the Lambda context's
+  `get_remaining_time_in_millis`) and stops cleanly when less than the margin remains;
+  `finished: false` says so, and the next run continues where this one stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from sqlalchemy import TextClause, text
+
+from shared.db import transaction
+from shared.observability import logger, metrics
+from shared.settings import get_settings
+
+BATCH_SIZE = 5000
+# A batch is started only with at least this much time left, and at least
+# SLOWEST_BATCH_FACTOR times the slowest batch of the run so far (a slow database asks more).
+STOP_MARGIN_MS = 3000
+SLOWEST_BATCH_FACTOR = 3
+
+_CUTOFFS = text("SELECT now() - :days * interval '24 hours', now()")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    key: str  # its count in the result
+    metric: str
+    delete: TextClause  # one batch: (count, last value deleted) for :cutoff, :floor, :n
+
+
+# Each batch walks the rule's index in order from where the previous one stopped (:floor),
+# so it never re-reads the index entries of rows already deleted: batch 500 costs what
+# batch 1 did. It deletes by address (`ctid`, a TID scan: no join for the planner to get
+# wrong), and the outer condition re-checks every row as it is now. Rows below :floor that
+# were skipped because someone held them (another run, a restore in progress) are that
+# one's, or counted by _ANYTHING_LEFT as not finished.
+_TASKS = _Kind(
+    key="tasks_deleted",
+    metric="CleanupTasksDeleted",
+    delete=text(
+        """
+        WITH gone AS (
+            DELETE FROM tasks
+            WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM tasks
+                    WHERE deleted_at < :cutoff AND deleted_at >= coalesce(CAST(:floor AS timestamptz), '-infinity')
+                    ORDER BY deleted_at
+                    LIMIT :n FOR UPDATE SKIP LOCKED))
+              AND deleted_at < :cutoff
+            RETURNING deleted_at
+        )
+        SELECT count(*), max(deleted_at) FROM gone
+        """
+    ),
+)
+_IDEMPOTENCY_KEYS = _Kind(
+    key="idempotency_keys_deleted",
+    metric="CleanupIdempotencyKeysDeleted",
+    delete=text(
+        """
+        WITH gone AS (
+            DELETE FROM idempotency_keys
+            WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM idempotency_keys
+                    WHERE expires_at <= :cutoff AND expires_at >= coalesce(CAST(:floor AS timestamptz), '-infinity')
+                    ORDER BY expires_at
+                    LIMIT :n FOR UPDATE SKIP LOCKED))
+              AND expires_at <= :cutoff
+            RETURNING expires_at
+        )
+        SELECT count(*), max(expires_at) FROM gone
+        """
+    ),
+)
+KINDS = (_TASKS, _IDEMPOTENCY_KEYS)
+
+# The oldest of each, read from the end of its index (never a scan of the live tasks).
+# Rows locked by another run still count here: `finished` is never claimed too early.
+_ANYTHING_LEFT = text(
+    """
+    SELECT coalesce((SELECT min(deleted_at) FROM tasks) < :trash_cutoff, false)
+        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now, false)
+    """
+)
+
+
+@dataclass
+class _Run:
+    started: float = field(default_factory=time.perf_counter)
+    deleted: dict[str, int] = field(default_factory=lambda: {kind.key: 0 for kind in KINDS})
+    batches: int = 0
+    slowest_batch_ms: float = 0.0
+    finished: bool = False
+    out_of_time: bool = False
+    trash_cutoff: datetime | None = None
+
+    def may_start(self, remaining_ms: int) -> bool:
+        self.out_of_time = remaining_ms < max(STOP_MARGIN_MS, SLOWEST_BATCH_FACTOR * self.slowest_batch_ms)
+        return not self.out_of_time
+
+    def result(self) -> dict[str, Any]:
+        return {**self.deleted, "finished": self.finished}
+
+
+def _no_limit() -> int:
+    return sys.maxsize
+
+
+def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """One run: `{"tasks_deleted": n, "idempotency_keys_deleted": n, "finished": bool}`.
+
+    `remaining_ms` is the time left to the caller (None: no limit). A database fault ends
+    the run: the batches already committed stay deleted, the failed one rolls back, the
+    fault is logged and raised, and the next run does the rest.
+    """
+    run = _Run()
+    try:
+        _clean(run, remaining_ms or _no_limit, batch_size or BATCH_SIZE)
+    except Exception:
+        _report(run, failed=True)
+        raise
+    _report(run, failed=False)
+    return run.result()
+
+
+def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
+    if not run.may_start(remaining_ms()):
+        return
+    with transaction() as session:
+        trash_cutoff, now = session.execute(_CUTOFFS, {"days": get_settings().trash_retention_days}).one()
+    run.trash_cutoff = trash_cutoff
+    cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now}
+    for kind in KINDS:
+        floor = None
+        while True:
+            if not run.may_start(remaining_ms()):
+                return
+            began = time.perf_counter()
+            with transaction() as session:
+                deleted, floor = session.execute(
+                    kind.delete, {"cutoff": cutoffs[kind.key], "floor": floor, "n": batch_size}
+                ).one()
+            run.batches += 1
+            run.slowest_batch_ms = max(run.slowest_batch_ms, (time.perf_counter() - began) * 1000)
+            run.deleted[kind.key] += deleted
+            if deleted < batch_size:  # everything not locked by someone else is gone
+                break
+    if not run.may_start(remaining_ms()):
+        return
+    with transaction() as session:
+        run.finished = not session.execute(_ANYTHING_LEFT, {"trash_cutoff": trash_cutoff, "now": now}).scalar_one()
+
+
+def _report(run: _Run, *, failed: bool) -> None:
+    """One log line and the metrics, whether the run finished, stopped or failed."""
+    duration_ms = round((time.perf_counter() - run.started) * 1000, 1)
+    fields = {
+        **run.result(),
+        "batches": run.batches,
+        "duration_ms": duration_ms,
+        "slowest_batch_ms": round(run.slowest_batch_ms, 1),
+        "out_of_time": run.out_of_time,
+        "trash_cutoff": run.trash_cutoff.isoformat() if run.trash_cutoff else None,
+    }
+    if failed:
+        logger.exception("cleanup failed", extra=fields)
+    else:
+        logger.info("cleanup", extra=fields)
+    for kind in KINDS:
+        metrics.add_metric(name=kind.metric, unit=MetricUnit.Count, value=run.deleted[kind.key])
+    metrics.add_metric(name="CleanupBatches", unit=MetricUnit.Count, value=run.batches)
+    metrics.add_metric(name="CleanupDuration", unit=MetricUnit.Milliseconds, value=duration_ms)
+    metrics.add_metric(name="CleanupFinished", unit=MetricUnit.Count, value=int(run.finished))
+    metrics.add_metric(name="CleanupFailed", unit=MetricUnit.Count, value=int(failed))
