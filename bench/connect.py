@@ -74,6 +74,31 @@ def describe_socket(raw: pg8000.Connection) -> str:
     return ", ".join(parts)
 
 
+def engine_select_one(engine: sqlalchemy.Engine) -> Callable[[], None]:
+    """One short-lived connection through the engine, as a function makes it: SELECT 1."""
+
+    def op() -> None:
+        with engine.connect() as c:
+            c.execute(text("SELECT 1"))
+
+    return op
+
+
+def with_cursor(open_connection: Callable[[], pg8000.Connection]) -> Callable[[], None]:
+    """One DB-API connection: open, SELECT 1, fetch, close."""
+
+    def op() -> None:
+        connection = open_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        finally:
+            connection.close()
+
+    return op
+
+
 def set_database_url(url: str | None) -> None:
     if url is None:
         os.environ.pop("DATABASE_URL", None)
@@ -208,24 +233,8 @@ def run(server: TlsPostgres, samples: int) -> int:
             connection.close()
 
     # The measured operations.
-    def a_engine() -> None:
-        with engine.connect() as c:
-            c.execute(text("SELECT 1"))
-
-    def with_cursor(open_connection: Callable[[], pg8000.Connection]) -> Callable[[], None]:
-        def op() -> None:
-            connection = open_connection()
-            try:
-                cursor = connection.cursor()
-                cursor.execute("SELECT 1")
-                cursor.fetchall()
-            finally:
-                connection.close()
-
-        return op
-
     variants: dict[str, Callable[[], None]] = {
-        "A project engine": a_engine,
+        "A project engine": engine_select_one(engine),
         "B pg8000 defaults": with_cursor(pg8000_connect),
         "C connect_once (no SQLAlchemy)": with_cursor(lambda: db.connect_once(params, timeout=10)),
         "D pg8000 + reused verified context": with_cursor(lambda: pg8000_connect(ssl_context=reused)),

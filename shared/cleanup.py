@@ -30,7 +30,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from sqlalchemy import TextClause, text
 
-from shared.db import transaction
+from shared.db import CLEANUP_ROLE, transaction
 from shared.observability import logger, metrics
 from shared.settings import get_settings
 
@@ -148,7 +148,7 @@ def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: in
 def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     if not run.may_start(remaining_ms()):
         return
-    with transaction() as session:
+    with transaction(role=CLEANUP_ROLE) as session:
         trash_cutoff, now = session.execute(_CUTOFFS, {"days": get_settings().trash_retention_days}).one()
     run.trash_cutoff = trash_cutoff
     cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now}
@@ -158,7 +158,7 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
             if not run.may_start(remaining_ms()):
                 return
             began = time.perf_counter()
-            with transaction() as session:
+            with transaction(role=CLEANUP_ROLE) as session:
                 deleted, floor = session.execute(
                     kind.delete, {"cutoff": cutoffs[kind.key], "floor": floor, "n": batch_size}
                 ).one()
@@ -169,7 +169,7 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
                 break
     if not run.may_start(remaining_ms()):
         return
-    with transaction() as session:
+    with transaction(role=CLEANUP_ROLE) as session:
         run.finished = not session.execute(_ANYTHING_LEFT, {"trash_cutoff": trash_cutoff, "now": now}).scalar_one()
 
 

@@ -8,6 +8,7 @@ parsed URL, the TLS context and the engine (dialect state). See docs/decisions/0
 from __future__ import annotations
 
 import random
+import re
 import socket
 import ssl
 import time
@@ -16,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_address
+from typing import Any
 
 import pg8000
-from sqlalchemy import Engine, create_engine, exc, text
+from sqlalchemy import Connection, Engine, create_engine, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
@@ -34,6 +36,35 @@ _KNOWN_PARAMS = {"sslmode", "sslrootcert", "channel_binding", "application_name"
 # SQLSTATEs worth another connect attempt: the server is starting, shutting down or full.
 _RETRYABLE_SQLSTATES = {"57P03", "57P01", "53300", "08006", "08001", "08004"}
 _MAX_CONNECT_ATTEMPTS = 4
+
+
+def _cache_scram_salted_password() -> None:
+    """Every SCRAM login derives SaltedPassword = PBKDF2(password, salt, iterations): 4096
+    HMAC-SHA-256 rounds, ~1.5 ms of CPU on each connect. Salt and iteration count are the
+    server's stored verifier, the same on every connect, and RFC 5802 (section 5.1) lets a
+    client cache the result. scramp (pg8000's SCRAM) derives it with its function `hi`:
+    it is wrapped in a small cache keyed on all its inputs (hash, password, salt, count).
+    Same proof on the wire; a changed password or salt is simply another key."""
+    try:
+        from scramp import core as scram
+    except ImportError:  # pragma: no cover - pg8000 depends on scramp
+        return
+    derive = getattr(scram, "hi", None)
+    if not callable(derive) or hasattr(derive, "cached"):
+        return
+
+    @lru_cache(maxsize=8)
+    def cached(hf: Any, password: bytes, salt: bytes, iterations: int) -> bytes:
+        return derive(hf, password, salt, iterations)
+
+    def hi(hf: Any, password: Any, salt: Any, iterations: Any) -> bytes:
+        return cached(hf, bytes(password), bytes(salt), int(iterations))
+
+    hi.cached = cached  # type: ignore[attr-defined]
+    scram.hi = hi
+
+
+_cache_scram_salted_password()
 
 
 class ConfigurationError(ValueError):
@@ -212,7 +243,63 @@ def get_engine() -> Engine:
         params = parse_database_url(database_url())
         return connect_with_retry(params, params.connect_timeout or settings.db_connect_timeout)
 
-    return create_engine("postgresql+pg8000://", creator=connect, poolclass=NullPool)
+    engine = create_engine("postgresql+pg8000://", creator=connect, poolclass=NullPool)
+    _first_connect_from_startup(engine.dialect)
+    return engine
+
+
+_SERVER_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+
+
+def _first_connect_from_startup(dialect: Any) -> None:
+    """The same dialect state after the engine's first connect, in one query instead of four.
+
+    SQLAlchemy initialises the dialect on an engine's first connect (every cold start) with a
+    round trip per question: version(), current_schema(), the transaction isolation level,
+    standard_conforming_strings. The server already answered two in the ParameterStatus
+    messages every connection receives at startup (server_version and
+    standard_conforming_strings are always reported: protocol docs, "ParameterStatus"); the
+    other two are asked together. Each answer falls back to SQLAlchemy's own query when the
+    startup did not carry it, so the values are those SQLAlchemy would have found.
+    """
+    find_version = dialect._get_server_version_info
+    find_isolation = dialect.get_default_isolation_level
+    set_escapes = dialect._set_backslash_escapes
+    asked: dict[str, str] = {}
+
+    def startup_value(connection: Connection, name: str) -> str | None:
+        raw = getattr(connection.connection, "dbapi_connection", None)
+        value = getattr(raw, "parameter_statuses", {}).get(name)
+        return value if isinstance(value, str) else None
+
+    def server_version_info(connection: Connection) -> tuple[int, ...]:
+        found = _SERVER_VERSION.match(startup_value(connection, "server_version") or "")
+        if found is None:
+            return find_version(connection)
+        return tuple(int(part) for part in found.groups() if part is not None)
+
+    def default_schema_name(connection: Connection) -> str:
+        schema, isolation = connection.exec_driver_sql(
+            "select current_schema(), current_setting('transaction_isolation')"
+        ).one()
+        asked["isolation"] = isolation
+        return schema
+
+    def default_isolation_level(dbapi_connection: Any) -> str:
+        isolation = asked.pop("isolation", None)
+        return isolation.upper() if isolation else find_isolation(dbapi_connection)
+
+    def backslash_escapes(connection: Connection) -> None:
+        value = startup_value(connection, "standard_conforming_strings")
+        if value is None:
+            set_escapes(connection)
+        else:
+            dialect._backslash_escapes = value == "off"
+
+    dialect._get_server_version_info = server_version_info
+    dialect._get_default_schema_name = default_schema_name
+    dialect.get_default_isolation_level = default_isolation_level
+    dialect._set_backslash_escapes = backslash_escapes
 
 
 def reset() -> None:
@@ -228,19 +315,29 @@ def _is_connection_fault(error: exc.DBAPIError) -> bool:
     return error.connection_invalidated or isinstance(error.orig, (pg8000.InterfaceError, OSError))
 
 
+APP_ROLE = "todo_app"
+CLEANUP_ROLE = "todo_cleanup"
+_PER_TRANSACTION = text(
+    "SELECT set_config('statement_timeout', :timeout, true), set_config('app.user_id', :user_id, true), "
+    "set_config('role', :role, true)"
+)
+
+
 @contextmanager
-def transaction(user_id: str | None = None) -> Iterator[Session]:
+def transaction(user_id: str | None = None, *, role: str = APP_ROLE) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any error.
 
-    Per-request settings are transaction-local (`set_config(..., true)`), so they are safe
-    behind Neon's pooler and cannot leak into another request.
+    It runs as `role` (migration 0004: neither owner nor superuser, so row-level security
+    binds it) for the caller `user_id`: the policies show it that caller's rows only.
+    These settings are transaction-local (`set_config(..., true)`), so they are safe behind
+    Neon's pooler and cannot leak into another request. One round trip for all three.
     """
     settings = get_settings()
     try:
         with Session(get_engine(), expire_on_commit=False) as session, session.begin():
             session.execute(
-                text("SELECT set_config('statement_timeout', :timeout, true), set_config('app.user_id', :user_id, true)"),
-                {"timeout": f"{int(settings.db_statement_timeout * 1000)}ms", "user_id": user_id or ""},
+                _PER_TRANSACTION,
+                {"timeout": f"{int(settings.db_statement_timeout * 1000)}ms", "user_id": user_id or "", "role": role},
             )
             yield session
     except exc.DBAPIError as error:

@@ -1,4 +1,8 @@
-"""Route parameters every function shares, as `Annotated` aliases."""
+"""Route parameters every function shares, as `Annotated` aliases.
+
+The dependencies are `async def` although none of them waits on anything: FastAPI runs a
+plain `def` dependency in a worker thread, a thread hop per dependency and request.
+"""
 
 import re
 from typing import Annotated
@@ -14,7 +18,7 @@ from shared.idempotency import IdempotencyKey, Outcome
 _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT from the configured issuer")
 
 
-def current_caller(request: Request, _token: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Caller:
+async def current_caller(request: Request, _token: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Caller:
     """Set by `ContractRoute` before any parameter is read (401/403 first)."""
     return request.state.caller
 
@@ -22,7 +26,7 @@ def current_caller(request: Request, _token: HTTPAuthorizationCredentials | None
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 
 
-def if_match(if_match: Annotated[str | None, Header(description='`"<version>"` as the ETag gave it')] = None) -> int | None:
+async def if_match(if_match: Annotated[str | None, Header(description='`"<version>"` as the ETag gave it')] = None) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
     found = _ETAG.match(if_match.strip())
@@ -34,7 +38,7 @@ def if_match(if_match: Annotated[str | None, Header(description='`"<version>"` a
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def idempotency_key(
+async def idempotency_key(
     request: Request,
     idempotency_key: Annotated[
         str | None, Header(description="1..255 visible ASCII characters; a retry with the same key and body is replayed")

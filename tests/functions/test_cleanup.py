@@ -384,10 +384,10 @@ def test_a_database_fault_mid_run_loses_nothing_and_the_next_run_finishes(sql, a
     opened = 0
 
     @contextmanager
-    def transaction_failing_in_the_third_batch() -> Iterator[Any]:
+    def transaction_failing_in_the_third_batch(**options: Any) -> Iterator[Any]:
         nonlocal opened
         opened += 1  # 1: the cut-off; 2, 3: batches that commit; 4: the batch that fails
-        with real_transaction() as session:
+        with real_transaction(**options) as session:
             yield session
             if opened == 4:
                 fault(session, sql)

@@ -125,7 +125,7 @@ def test_a_statement_over_the_timeout_is_503_not_a_hang(database_url, monkeypatc
 
 
 def test_an_error_inside_the_transaction_rolls_everything_back(database_url, sql):
-    with pytest.raises(RuntimeError), db.transaction() as session:
+    with pytest.raises(RuntimeError), db.transaction("rolled-back") as session:
         session.execute(text("INSERT INTO users (id) VALUES ('rolled-back')"))
         raise RuntimeError("boom")
     assert sql.run("SELECT count(*) FROM users WHERE id = 'rolled-back'") == [[0]]

@@ -1,0 +1,982 @@
+"""Cold starts and warm calls, each measured side by side with what it is compared to.
+
+    .venv/bin/python bench/run.py              # ~6 minutes on a 2-core machine
+    .venv/bin/python bench/run.py --cold-rounds 9 --source-rounds 5   # tighter medians, ~10 minutes
+
+One command, one run, every figure from it (nothing constant, nothing skipped). It builds
+the functions first when `.aws-sam/build` is missing (`infra/sam.sh build`), installs its one
+extra dependency (psycopg, for libpq: bench/requirements.txt) into `.tools/bench/site` when
+missing (never into .venv, never into the layer), starts a throwaway Postgres with TLS and
+SCRAM on (bench/pg_tls.py), migrates it with the project's own migrations and seeds it with a
+user and 20 tasks. Then, each part timed interleaved so that machine drift hits all alike:
+
+1. Connection: connect + verified TLS + SCRAM + `SELECT 1` + close, the project's engine
+   against libpq (psycopg, `sslmode=verify-full&sslrootcert=...`), and pg8000 alone on the
+   engine's socket (`shared.db.connect_once`). Also the first connect of a fresh engine
+   against its second one (SQLAlchemy's dialect initialisation), and what each one sends.
+2. Warm call: get task, list tasks, create task through the real Lambda handlers (payload 2.0
+   event in, response out, their own short-lived connection) against the floor: pg8000 on the
+   same socket and TLS settings running the SQL the handler really ran (captured from the
+   engine) in one transaction, and `json.dumps` of the rows.
+3. Cold start: every function in .aws-sam/build in a fresh python3.13 laid out as Lambda lays
+   it out: its directory and the layer's python/ copied to a read-only place, first on
+   sys.path; `-I -S -B` (not the repo, not site-packages, no bytecode written); boto3 and
+   botocore importable after them, as Lambda's runtime has them. It imports `app` and
+   answers its first event against the database; its peak RSS (VmHWM). Variants, interleaved:
+     shipped    what `sam build` makes: layer bytecode compiled with unchecked-hash
+     warm .pyc  the same sources with fresh timestamp-checked .pyc, as a previous run of
+                Python writes them where it may (compileall --invalidation-mode timestamp)
+     source     the same sources without any .pyc (what shipping no bytecode costs)
+     monolith   ONE FastAPI app holding every route behind Mangum (`shared.http.app.
+                lambda_handler`), laid out and compiled as shipped, answering the same event
+4. The import profile of one shipped cold start (`-X importtime`): where the time goes, and
+   which packages a function must never import (boto3, alembic, joserfc, uvicorn, ...).
+
+Powertools in every handler call: POWERTOOLS_LOG_LEVEL=WARNING (no INFO line per request);
+metrics are still computed and their EMF line printed on each call, to /dev/null here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import random
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Before anything imports shared.observability (Powertools reads them at import).
+os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "todo-api")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TodoApi")
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BUILD_DIR = REPO / ".aws-sam" / "build"
+LAYER_BUILD = BUILD_DIR / "SharedLayer" / "python"
+BENCH_SITE = REPO / ".tools" / "bench" / "site"
+REQUIREMENTS = REPO / "bench" / "requirements.txt"
+EVENTS_DIR = REPO / "events"
+RUNTIME = "python3.13"
+# Packages no function may import at cold start (tooling, or ~180 ms of AWS SDK).
+FORBIDDEN = ("boto3", "botocore", "alembic", "joserfc", "uvicorn", "yaml", "httpx", "psycopg")
+SEEDED_TASKS = 20
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr; the tables go to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def p90_ms(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[8] * 1000 if len(values) >= 2 else values[0] * 1000
+
+
+def verdict(ratio: float, goal: float) -> str:
+    return f"goal <= {goal:.1f}: {'MET' if ratio <= goal else 'NOT MET'}"
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def ensure_build() -> None:
+    if (BUILD_DIR / "SharedLayer" / "python").is_dir():
+        return
+    log("No .aws-sam/build: running infra/sam.sh build ...")
+    subprocess.run([str(REPO / "infra" / "sam.sh"), "build"], cwd=REPO, check=True)
+
+
+def ensure_psycopg() -> Any:
+    """psycopg (libpq) for the reference connect: from .tools/bench/site, installed on demand."""
+    if str(BENCH_SITE) not in sys.path:
+        sys.path.append(str(BENCH_SITE))  # last: never shadows the project's own packages
+    try:
+        return importlib.import_module("psycopg")
+    except ImportError:
+        log(f"Installing {REQUIREMENTS.relative_to(REPO)} into {BENCH_SITE.relative_to(REPO)} ...")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--target", str(BENCH_SITE), "-r", str(REQUIREMENTS)],
+            check=True,
+        )
+        importlib.invalidate_caches()
+        return importlib.import_module("psycopg")
+
+
+def runtime_python() -> str:
+    """The functions' runtime: pyenv's own python3.13 binary (as infra/sam.sh finds it)."""
+    roots = [os.environ.get("PYENV_ROOT"), str(Path.home() / ".pyenv")]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        roots.insert(0, subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=10).stdout.strip())
+    candidates = []
+    for root in filter(None, roots):
+        candidates += sorted(Path(root).glob(f"versions/3.13.*/bin/{RUNTIME}"), reverse=True)
+    candidates.append(shutil.which(RUNTIME))
+    for candidate in filter(None, candidates):
+        check = subprocess.run([str(candidate), "-c", "import sys; assert sys.version_info[:2] == (3, 13)"],
+                               capture_output=True)
+        if check.returncode == 0:
+            return str(candidate)
+    raise SystemExit(f"No {RUNTIME} interpreter found (pyenv install 3.13): the functions' runtime is needed")
+
+
+# The project's modules, imported once the environment is set.
+db: Any = None
+text: Any = None
+
+
+def import_project() -> None:
+    global db, text
+    from sqlalchemy import text as sql_text
+
+    from shared import db as shared_db
+
+    db, text = shared_db, sql_text
+
+
+def set_database_url(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    db.reset()
+
+
+@dataclass
+class Seed:
+    reader: str  # owns SEEDED_TASKS tasks: get and list read them
+    writer: str  # creates: its task count grows during the run, the reader's does not
+    task_ids: list[str] = field(default_factory=list)
+
+
+def claims(user: str) -> dict[str, str]:
+    return {"sub": user, "email": f"{user}@example.com"}
+
+
+def seed(handlers: dict[str, Any]) -> Seed:
+    """A user and their tasks, made through the real CreateTask handler."""
+    from shared.cli import FakeLambdaContext
+    from shared.local.apigw import response_json
+
+    found = Seed(reader=f"bench-reader-{uuid.uuid4().hex[:8]}", writer=f"bench-writer-{uuid.uuid4().hex[:8]}")
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        for i in range(SEEDED_TASKS):
+            body = {"title": f"Seeded task {i}", "description": "made by bench/run.py", "priority": ["low", "medium", "high"][i % 3],
+                    "due_at": f"2027-01-{i % 28 + 1:02d}T12:00:00Z", "tags": ["bench", f"t{i % 4}"]}
+            response = handlers["CreateTask"](create_event(found.reader, body), FakeLambdaContext("CreateTask"))
+            assert response["statusCode"] == 201, response
+            found.task_ids.append(response_json(response)["id"])
+    return found
+
+
+def http_event(method: str, path: str, route: str, user: str | None, body: dict[str, Any] | None = None,
+               query: str = "") -> dict[str, Any]:
+    from shared.local.apigw import build_http_event
+
+    headers = {"accept": "application/json", "host": "bench.execute-api.us-east-1.amazonaws.com",
+               "user-agent": "bench/run.py"}
+    raw = None
+    if body is not None:
+        raw = json.dumps(body).encode()
+        headers["content-type"] = "application/json"
+    return build_http_event(method=method, path=path, route_path=route, raw_query=query, headers=headers, body=raw,
+                            claims=claims(user) if user else None)
+
+
+def create_event(user: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = body or {"title": f"Bench task {uuid.uuid4().hex[:6]}", "priority": "high", "tags": ["bench"]}
+    return http_event("POST", "/api/me/tasks", "/api/{user_id}/tasks", user, body)
+
+
+# --------------------------------------------------------------------------- 1. connection
+
+
+def capture_wire(connection_factory: Callable[[], Any]) -> list[str]:
+    """Every statement pg8000 sends while `connection_factory()` runs (protocol level)."""
+    import pg8000.core
+
+    sent: list[str] = []
+    core = pg8000.core.CoreConnection
+    simple, unnamed = core.execute_simple, core.execute_unnamed
+
+    def execute_simple(self: Any, statement: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(" ".join(statement.split()))
+        return simple(self, statement, *args, **kwargs)
+
+    def execute_unnamed(self: Any, statement: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(" ".join(statement.split()))
+        return unnamed(self, statement, *args, **kwargs)
+
+    core.execute_simple, core.execute_unnamed = execute_simple, execute_unnamed
+    try:
+        connection_factory()
+    finally:
+        core.execute_simple, core.execute_unnamed = simple, unnamed
+    return sent
+
+
+def bench_connection(server: Any, psycopg: Any, samples: int) -> dict[str, Any]:
+    from bench.connect import describe_socket, engine_select_one, with_cursor
+
+    set_database_url(server.url)
+    engine = db.get_engine()
+    params = db.parse_database_url(server.url)
+    checks = []
+    engine_select_one(engine)()  # the engine's first connect: its warm-up
+    with engine.connect() as c:
+        row = c.execute(text("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).one()
+        checks.append(f"engine  pg_stat_ssl ssl={row[0]} {row[1]}; {describe_socket(c.connection.dbapi_connection)}")
+    with psycopg.connect(server.url) as pc:
+        row = pc.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        checks.append(f"libpq   pg_stat_ssl ssl={row[0]} {row[1]}; sslmode={pc.info.get_parameters().get('sslmode', 'verify-full')}"
+                      f" (URL: verify-full + sslrootcert), auth SCRAM (server allows nothing else over TCP)")
+    # Both refuse a server whose certificate their root does not sign.
+    wrong = Path(server.directory) / "unrelated-ca.pem"
+    from bench.pg_tls import make_ca
+
+    wrong.write_bytes(make_ca("unrelated CA").cert_pem)
+    refused = []
+    for name, attempt in (
+        ("engine", lambda: with_cursor(lambda: db.connect_once(db.parse_database_url(server.url_with(sslrootcert=str(wrong))), timeout=10))()),
+        ("libpq", lambda: psycopg.connect(server.url_with(sslrootcert=str(wrong))).close()),
+    ):
+        try:
+            attempt()
+            refused.append(f"{name} CONNECTED with an unrelated root (FAIL)")
+        except Exception as error:  # noqa: BLE001 - what matters is that it failed, and why
+            refused.append(f"{name} refuses an unrelated root ({type(error).__name__})")
+    checks.append("; ".join(refused))
+
+    def libpq() -> None:
+        connection = psycopg.connect(server.url)
+        try:
+            connection.execute("SELECT 1").fetchall()
+        finally:
+            connection.close()
+
+    variants: dict[str, Callable[[], None]] = {
+        "engine": engine_select_one(engine),
+        "libpq": libpq,
+        "pg8000": with_cursor(lambda: db.connect_once(params, timeout=10)),
+    }
+    for op in variants.values():
+        op()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants.items())
+    gc.collect()
+    for _ in range(samples):
+        random.shuffle(order)
+        for name, op in order:
+            t = time.perf_counter()
+            op()
+            times[name].append(time.perf_counter() - t)
+
+    # The first connect of a fresh engine (dialect initialisation) against its second one.
+    first, second = [], []
+    for _ in range(max(10, samples // 10)):
+        db.get_engine.cache_clear()
+        fresh = engine_select_one(db.get_engine())
+        t = time.perf_counter()
+        fresh()
+        first.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fresh()
+        second.append(time.perf_counter() - t)
+    db.get_engine.cache_clear()
+    fresh = engine_select_one(db.get_engine())
+    wire_first = capture_wire(fresh)
+    wire_second = capture_wire(fresh)
+    from bench.connect import time_context_builds
+
+    system_ctx, one_ca_ctx = time_context_builds(server.ca_path)
+    return {"times": times, "first": first, "second": second, "wire_first": wire_first,
+            "wire_second": wire_second, "checks": checks, "ctx": (system_ctx, one_ca_ctx)}
+
+
+def print_connection(result: dict[str, Any], samples: int, psycopg: Any) -> dict[str, float]:
+    times = result["times"]
+    med = {name: median_ms(values) for name, values in times.items()}
+    print(f"\n1. CONNECTION: connect + verified TLS + SCRAM + SELECT 1 + close "
+          f"({samples} samples each, interleaved in shuffled order)")
+    for line in result["checks"]:
+        print(f"   check: {line}")
+    rows = [
+        ("engine", "project engine (SQLAlchemy + pg8000, NullPool)"),
+        ("libpq", f"libpq via psycopg {psycopg.__version__} (libpq {psycopg.pq.version()})"),
+        ("pg8000", "pg8000 alone on the engine's socket (connect_once)"),
+    ]
+    print(f"   {'variant':<58}{'median':>9}{'p90':>9}  ms")
+    for key, label in rows:
+        print(f"   {label:<58}{med[key]:>9.2f}{p90_ms(times[key]):>9.2f}")
+    ratio = med["engine"] / med["libpq"]
+    print(f"   ratio engine / libpq = {ratio:.2f}   ({verdict(ratio, 1.0)})")
+    print(f"   SQLAlchemy's share per connection (engine - pg8000 alone): {med['engine'] - med['pg8000']:.2f} ms")
+    first, second = median_ms(result["first"]), median_ms(result["second"])
+    print(f"   first connect of a fresh engine {first:.2f} ms vs its second {second:.2f} ms "
+          f"({len(result['first'])} pairs): dialect initialisation costs {first - second:+.2f} ms, once per process")
+    print(f"   sent on the first connect ({len(result['wire_first'])}): {'; '.join(result['wire_first'])}")
+    print(f"   sent on every later one  ({len(result['wire_second'])}): {'; '.join(result['wire_second'])}")
+    system_ctx, one_ca_ctx = result["ctx"]
+    print(f"   TLS context, built once per process (in the first connect): {one_ca_ctx * 1000:.1f} ms from this "
+          f"server's one-CA sslrootcert; {system_ctx * 1000:.1f} ms from the system CA bundle (no sslrootcert, as "
+          "with Neon)")
+    return {"ratio": ratio}
+
+
+# --------------------------------------------------------------------------- 2. warm call
+
+
+@contextlib.contextmanager
+def captured_sql(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def floor_op(params: Any, statements: list[tuple[str, Any]], fresh_ids: set[str]) -> Callable[[], str]:
+    """pg8000 on the engine's socket and TLS context: the handler's SQL, one transaction, JSON."""
+
+    def fresh(value: Any) -> Any:
+        if isinstance(value, uuid.UUID) and str(value) in fresh_ids:
+            return uuid.uuid4()
+        if isinstance(value, str) and value in fresh_ids:
+            return str(uuid.uuid4())
+        return value
+
+    def op() -> str:
+        connection = db.connect_once(params, timeout=10)
+        try:
+            cursor = connection.cursor()
+            result: list[dict[str, Any]] = []
+            for statement, parameters in statements:
+                if fresh_ids and isinstance(parameters, (list, tuple)):
+                    parameters = type(parameters)(fresh(v) for v in parameters)
+                cursor.execute(statement, parameters)
+                if cursor.description:
+                    names = [d[0] for d in cursor.description]
+                    result = [dict(zip(names, row)) for row in cursor.fetchall()]
+            connection.commit()
+        finally:
+            connection.close()
+        return json.dumps(result, default=str)
+
+    return op
+
+
+def bench_warm(server: Any, handlers: dict[str, Any], seeded: Seed, samples: int) -> dict[str, Any]:
+    from shared.cli import FakeLambdaContext
+    from shared.local.apigw import response_json
+
+    set_database_url(server.url)
+    engine = db.get_engine()
+    params = db.parse_database_url(server.url)
+    task_id = seeded.task_ids[len(seeded.task_ids) // 2]
+    cases: dict[str, tuple[str, Callable[[], dict[str, Any]], int]] = {
+        "get task": ("GetTask", lambda: http_event("GET", f"/api/me/tasks/{task_id}", "/api/{user_id}/tasks/{task_id}", seeded.reader), 200),
+        f"list tasks ({SEEDED_TASKS})": ("ListTasks", lambda: http_event("GET", "/api/me/tasks", "/api/{user_id}/tasks", seeded.reader), 200),
+        "create task": ("CreateTask", lambda: create_event(seeded.writer), 201),
+    }
+    with open(os.devnull, "w") as devnull:
+        ops: dict[str, Callable[[], Any]] = {}
+        captured: dict[str, list[tuple[str, Any]]] = {}
+        for label, (function, make_event, status) in cases.items():
+            handler = handlers[function]
+
+            def call(handler: Any = handler, function: str = function, make_event: Any = make_event, status: int = status) -> Any:
+                event, context = make_event(), FakeLambdaContext(function)
+                t = time.perf_counter()
+                response = handler(event, context)
+                elapsed = time.perf_counter() - t
+                if response["statusCode"] != status:
+                    raise AssertionError(f"{function} answered {response['statusCode']}: {response.get('body')}")
+                return elapsed, response
+
+            with contextlib.redirect_stdout(devnull):
+                call()  # warm: the engine, the handler's first request
+                with captured_sql(engine) as seen:
+                    _, response = call()
+            captured[label] = list(seen)
+            created = {response_json(response)["id"]} if function == "CreateTask" else set()
+            floor = floor_op(params, list(seen), created)
+            floor()  # and the floor works, with the same result shape
+            ops[f"{label}|handler"] = lambda call=call: call()[0]
+
+            def timed_floor(floor: Callable[[], str] = floor) -> float:
+                t = time.perf_counter()
+                floor()
+                return time.perf_counter() - t
+
+            ops[f"{label}|floor"] = timed_floor
+
+        times: dict[str, list[float]] = {name: [] for name in ops}
+        order = list(ops.items())
+        gc.collect()
+        with contextlib.redirect_stdout(devnull):
+            for _ in range(samples):
+                random.shuffle(order)
+                for name, op in order:
+                    times[name].append(op())
+        return {"times": times, "captured": captured, "labels": list(cases)}
+
+
+def print_warm(result: dict[str, Any], samples: int) -> dict[str, float]:
+    times = result["times"]
+    print(f"\n2. WARM CALL: the real handler (event in, response out, own connection) vs the floor "
+          f"({samples} samples each, interleaved)")
+    print("   floor = pg8000 on the same socket + TLS settings, the SQL the handler ran (captured), "
+          "one transaction, json.dumps")
+    print(f"   {'route':<22}{'handler':>10}{'floor':>10}{'ratio':>8}{'handler-floor':>15}  ms   goal <= 1.3")
+    ratios = {}
+    for label in result["labels"]:
+        handler, floor = median_ms(times[f"{label}|handler"]), median_ms(times[f"{label}|floor"])
+        ratios[label] = handler / floor
+        print(f"   {label:<22}{handler:>10.2f}{floor:>10.2f}{ratios[label]:>8.2f}{handler - floor:>15.2f}"
+              f"       {'MET' if ratios[label] <= 1.3 else 'NOT MET'}")
+    for label in result["labels"]:
+        statements = [" ".join(s.split())[:110] for s, _ in result["captured"][label]]
+        print(f"   SQL of {label}: " + " | ".join(statements))
+    return ratios
+
+
+# --------------------------------------------------------------------------- 3. cold start
+
+# Runs in the fresh python3.13: Lambda's layout on sys.path, a watch on forbidden imports,
+# `import app`, one event, the figures written as JSON, then exit without interpreter
+# teardown (Lambda never tears a process down; it only slows the benchmark).
+CHILD = r"""
+import sys, time
+t0 = time.perf_counter()
+import json, os
+
+task_dir, layer_dir, runtime_dir, result_path, function_name, handler_path, event_json, forbidden = sys.argv[1:9]
+forbidden = set(forbidden.split(","))
+
+
+class Watch:
+    tried = []
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in forbidden:
+            cls.tried.append(name)
+        return None
+
+
+sys.meta_path.insert(0, Watch)
+# /var/task, /opt/python, then the runtime's own packages (boto3) as Lambda orders them.
+sys.path[0:0] = [task_dir, layer_dir]
+if runtime_dir:
+    sys.path.append(runtime_dir)
+
+
+class Context:
+    function_name = function_name
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + function_name
+    memory_limit_in_mb = 1024
+    aws_request_id = "bench-request-id"
+    log_group_name = "/aws/lambda/" + function_name
+    log_stream_name = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis():
+        return 10_000
+
+
+event = json.loads(event_json)
+t1 = time.perf_counter()
+module_name, _, attribute = handler_path.rpartition(".")
+handler = getattr(__import__(module_name), attribute)
+t2 = time.perf_counter()
+response = handler(event, Context())
+t3 = time.perf_counter()
+
+
+def peak_rss_kb():
+    # VmHWM: this process's own peak. ru_maxrss is not: on Linux it keeps the peak of the
+    # process that spawned it across exec (here the benchmark, ~110 MB).
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+import shared
+
+with open(result_path, "w") as out:
+    json.dump({
+        "import": t2 - t1, "first": t3 - t2, "total": t3 - t1, "startup": t1 - t0,
+        "status": response.get("statusCode", "ok") if isinstance(response, dict) else "ok",
+        "rss_kb": peak_rss_kb(), "shared": shared.__file__, "tried": Watch.tried,
+        "loaded": sorted(name for name in sys.modules if name.partition(".")[0] in forbidden),
+        "modules": len(sys.modules),
+    }, out)
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
+"""
+
+MONOLITH = '''"""Every route of the API in ONE FastAPI app behind one Mangum handler (bench/run.py).
+
+The usual single-function design, built from the functions' own modules: same routes, same
+`create_app` and `lambda_handler` of shared/http/app.py.
+"""
+
+import importlib
+
+from shared.http.app import create_app, lambda_handler
+
+ROUTE_MODULES = {modules!r}
+
+app = create_app("Monolith")
+for _name in ROUTE_MODULES:
+    app.router.routes.extend(importlib.import_module(f"routes.{{_name}}").app.routes)
+
+handler = lambda_handler(app)
+'''
+
+VARIANTS = ("shipped", "warm", "source", "monolith")
+# What Lambda's python3.13 runtime has on sys.path after the layer (/var/runtime): boto3.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "urllib3")
+
+
+@dataclass
+class Layout:
+    root: Path
+    layers: dict[str, Path] = field(default_factory=dict)  # variant -> /opt/python
+    tasks: dict[str, Path] = field(default_factory=dict)  # variant -> dir holding /var/task per function
+    runtime: Path | None = None  # boto3 & co., as the Lambda runtime provides them
+    pyc_counts: dict[Path, int] = field(default_factory=dict)
+
+
+def count_pyc(path: Path) -> int:
+    return sum(1 for _ in path.rglob("*.pyc"))
+
+
+def runtime_packages(root: Path) -> Path | None:
+    """boto3/botocore from .venv (pure Python) on the path after the layer, as /var/runtime."""
+    found = {}
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        found[name] = Path(next(iter(spec.submodule_search_locations)))
+    runtime = root / "runtime"
+    runtime.mkdir()
+    for name, path in found.items():
+        (runtime / name).symlink_to(path, target_is_directory=True)
+    return runtime
+
+
+def build_layouts(root: Path, python: str, http_functions: list[str], all_functions: list[str]) -> Layout:
+    """Copies of the build for each variant, read-only."""
+    layout = Layout(root)
+
+    def copy(source: Path, target: Path, *, bytecode: bool) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(source), str(target)], check=True)  # keeps mtimes, like a zip would not
+        if not bytecode:
+            subprocess.run(["find", str(target), "-name", "__pycache__", "-prune", "-exec", "rm", "-rf", "{}", "+"],
+                           check=True)
+
+    for variant in ("shipped", "source", "warm"):
+        layout.layers[variant] = root / variant / "opt" / "python"
+        copy(LAYER_BUILD, layout.layers[variant], bytecode=variant == "shipped")
+        layout.tasks[variant] = root / variant / "task"
+        for name in all_functions:
+            copy(BUILD_DIR / name, layout.tasks[variant] / name, bytecode=variant == "shipped")
+    layout.layers["monolith"] = layout.layers["shipped"]
+    # The monolith: /var/task = app.py + routes/<function>.py (each function's own module).
+    mono = root / "monolith" / "task" / "Monolith"
+    (mono / "routes").mkdir(parents=True)
+    (mono / "routes" / "__init__.py").write_text("")
+    for name in http_functions:
+        shutil.copy2(BUILD_DIR / name / "app.py", mono / "routes" / f"{name}.py")
+    (mono / "app.py").write_text(MONOLITH.format(modules=http_functions))
+    layout.tasks["monolith"] = root / "monolith" / "task"
+    compile_args = [python, "-I", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode"]
+    # Conservative for the monolith: its own code gets unchecked-hash bytecode like the layer
+    # (`sam build` leaves each function's app.py uncompiled).
+    subprocess.run([*compile_args, "unchecked-hash", str(mono)], check=True, stdout=subprocess.DEVNULL)
+    # "Warm": timestamp-checked .pyc next to every source, as Python writes them itself.
+    subprocess.run([*compile_args, "timestamp", str(layout.layers["warm"]), str(layout.tasks["warm"])],
+                   check=True, stdout=subprocess.DEVNULL)
+    for variant in ("shipped", "source", "warm", "monolith"):
+        subprocess.run(["chmod", "-R", "a-w", str(root / variant)], check=True)
+        layout.pyc_counts[root / variant] = count_pyc(root / variant)
+    layout.runtime = runtime_packages(root)
+    return layout
+
+
+def cold_event(function: str, seeded: Seed, template_functions: dict[str, Any]) -> dict[str, Any] | None:
+    """A valid, authorized first event: events/<Function>.json's request, as a seeded user."""
+    example_path = EVENTS_DIR / f"{function}.json"
+    fn = template_functions[function]
+    if not fn.routes:
+        return json.loads(example_path.read_text()) if example_path.is_file() else None
+    route = fn.routes[0]
+    example = json.loads(example_path.read_text()) if example_path.is_file() else {}
+    path = example.get("rawPath") or route.path.replace("{user_id}", "me")
+    body = json.loads(example["body"]) if example.get("body") else None
+    if function == "GetTask":
+        path = f"/api/me/tasks/{seeded.task_ids[0]}"  # a seeded task: 200
+    if function == "CreateCategory" and body is not None:
+        body = {**body, "name": f"Bench {uuid.uuid4().hex[:10]}"}  # unique names: 201, never 409
+    # Writes as the writer: the reader's list stays the same size all run long.
+    user = None if route.public else (seeded.writer if route.method == "POST" else seeded.reader)
+    return http_event(route.method, path, route.path, user, body)
+
+
+def child_env(database_url: str, function: str) -> dict[str, str]:
+    from shared.template import load_template
+
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    env = {name: value for name, value in variables.items() if isinstance(value, str)}  # drops !Ref / !If
+    env.update({
+        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC",
+        "DATABASE_URL": database_url,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "PYTHONDONTWRITEBYTECODE": "1",  # -B says it too: nothing is written (the copies are read-only)
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+    })
+    return env
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(python: str, layout: Layout, variant: str, function: str, handler: str, event: dict[str, Any],
+              database_url: str, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    task = layout.tasks[variant] / ("Monolith" if variant == "monolith" else function)
+    result_path = layout.root / "results" / f"{uuid.uuid4().hex}.json"
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [python, "-I", "-S", "-B", *extra_args, "-c", CHILD, str(task), str(layout.layers[variant]),
+         str(layout.runtime or ""), str(result_path), function, handler, json.dumps(event), ",".join(FORBIDDEN)],
+        cwd=layout.root / "cwd", env=child_env(database_url, function),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=180,
+    )
+    wall = time.perf_counter() - started
+    if completed.returncode != 0 or not result_path.is_file():
+        raise ChildFailed(f"{function} ({variant}) exited {completed.returncode}: {completed.stderr.strip()[-600:]}")
+    result = json.loads(result_path.read_text())
+    result["wall"] = wall
+    result["stderr"] = completed.stderr
+    layer = str(layout.layers[variant].resolve())
+    if not str(Path(result["shared"]).resolve()).startswith(layer + os.sep):
+        raise ChildFailed(f"{function} ({variant}) imported shared from {result['shared']}, not its layer copy")
+    return result
+
+
+def bench_cold(server: Any, seeded: Seed, rounds: int, source_rounds: int, python: str,
+               only: set[str] | None) -> dict[str, Any]:
+    from shared.template import functions
+
+    template_functions = functions()
+    built = sorted(p.parent.name for p in BUILD_DIR.glob("*/app.py") if only is None or p.parent.name in only)
+    built = [name for name in built if name in template_functions]
+    wanted = set(template_functions) if only is None else set(template_functions) & only
+    missing = sorted(wanted - set(built))
+    http_functions = [name for name in built if template_functions[name].routes]
+    no_event = [name for name in built if cold_event(name, seeded, template_functions) is None]
+    measured = [name for name in built if name not in no_event]
+    root = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    os.chmod(root, 0o755)
+    failures: dict[str, str] = {}
+    started = time.perf_counter()
+    try:
+        (root / "results").mkdir()
+        (root / "cwd").mkdir()
+        log(f"Cold start: copying the build into read-only layouts under {root} ...")
+        layout = build_layouts(root, python, http_functions, built)
+        all_runs = [(name, variant) for name in measured for variant in VARIANTS
+                    if variant != "monolith" or name in http_functions]
+        results: dict[tuple[str, str], list[dict[str, Any]]] = {run: [] for run in all_runs}
+        expected: dict[str, Any] = {}
+        # One discarded run of each layout first: the first touch of freshly copied files.
+        warmup = http_functions[0] if http_functions else measured[0]
+        for variant in VARIANTS:
+            if (warmup, variant) in results:
+                with contextlib.suppress(ChildFailed):
+                    run_child(python, layout, variant, warmup, template_functions[warmup].handler,
+                              cold_event(warmup, seeded, template_functions), server.url)
+        for round_ in range(rounds):
+            runs = [run for run in all_runs if run[0] not in failures
+                    and (run[1] != "source" or round_ < source_rounds)]
+            random.shuffle(runs)
+            for name, variant in runs:
+                if name in failures:
+                    continue
+                event = cold_event(name, seeded, template_functions)  # fresh ids / names each run
+                try:
+                    result = run_child(python, layout, variant, name, template_functions[name].handler, event, server.url)
+                except ChildFailed as error:
+                    failures[name] = str(error)
+                    continue
+                if expected.setdefault(name, result["status"]) != result["status"]:
+                    failures[name] = f"{name} ({variant}) answered {result['status']}, other runs {expected[name]}"
+                    continue
+                results[(name, variant)].append(result)
+            log(f"  round {round_ + 1}/{rounds} done ({time.perf_counter() - started:.0f} s)")
+        written = {str(path.relative_to(root)): count_pyc(path) - before for path, before in layout.pyc_counts.items()}
+        profile = import_profile(python, layout, seeded, server.url, template_functions) if "GetTask" in measured else None
+        runtime = layout.runtime is not None
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+    return {"results": results, "built": measured, "http": http_functions, "missing": missing,
+            "no_event": no_event, "expected": expected, "written": written, "profile": profile,
+            "failures": failures, "runtime": runtime, "elapsed": time.perf_counter() - started}
+
+
+def import_profile(python: str, layout: Layout, seeded: Seed, database_url: str,
+                   template_functions: dict[str, Any]) -> dict[str, Any]:
+    """One shipped cold start of GetTask under -X importtime: self time per top-level package."""
+    name = "GetTask"
+    result = run_child(python, layout, "shipped", name, template_functions[name].handler,
+                       cold_event(name, seeded, template_functions), database_url, ("-X", "importtime"))
+    per_package: dict[str, int] = {}
+    for line in result["stderr"].splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        _, self_us, _cumulative, module = (part.strip() for part in line.replace("import time:", "|", 1).split("|"))
+        top = module.partition(".")[0]
+        per_package[top] = per_package.get(top, 0) + int(self_us)
+    return {"function": name, "packages": per_package, "result": result}
+
+
+def print_cold(cold: dict[str, Any], rounds: int, source_rounds: int) -> dict[str, Any]:
+    results = cold["results"]
+
+    def values(name: str, variant: str, key: str = "total") -> list[float]:
+        return [r[key] for r in results.get((name, variant), [])]
+
+    def med(name: str, variant: str, key: str = "total") -> float:
+        return median_ms(values(name, variant, key))
+
+    def rss(name: str, variant: str) -> float:
+        return statistics.median(values(name, variant, "rss_kb")) / 1024
+
+    print(f"\n3. COLD START: a fresh python3.13 per run, laid out as Lambda does, read-only; `import app` + first "
+          f"event against the database")
+    print(f"   median of {rounds} runs per function and variant ({source_rounds} for `source`), every run "
+          "interleaved in a new shuffled order each round")
+    print("   shipped  = our build: layer bytecode compiled with unchecked-hash (no source check)")
+    print("   warm     = the same sources with fresh timestamp-checked .pyc, as a previous run writes them")
+    print("   source   = the same sources, no .pyc at all (what shipping no bytecode costs)")
+    print("   monolith = ONE FastAPI app with every route behind Mangum, its code compiled like the layer,"
+          " answering the same event")
+    print("   RSS      = the process's peak resident set (VmHWM) after the first event, MB")
+    print(f"   {'function':<16}{'answer':>7}{'shipped':>9}{'warm':>8}{'ship/warm':>10}{'source':>9}{'src/ship':>9}"
+          f"{'monolith':>9}{'ship/mono':>10}{'RSS':>6}{'RSS mono':>9}   (ms)")
+    ratios: dict[str, list[float]] = {"warm": [], "source": [], "monolith": []}
+    spreads = []
+    for name in cold["built"]:
+        if name in cold["failures"] or not values(name, "shipped"):
+            continue
+        shipped, warm, source = med(name, "shipped"), med(name, "warm"), med(name, "source")
+        ratios["warm"].append(shipped / warm)
+        ratios["source"].append(source / shipped)
+        runs = values(name, "shipped")
+        spreads.append((max(runs) - min(runs)) / statistics.median(runs))
+        if values(name, "monolith"):
+            mono = med(name, "monolith")
+            ratios["monolith"].append(shipped / mono)
+            mono_cols, mono_rss = f"{mono:>9.0f}{shipped / mono:>10.2f}", f"{rss(name, 'monolith'):>9.0f}"
+        else:
+            mono_cols, mono_rss = f"{'-':>9}{'(no route)':>10}", f"{'-':>9}"
+        print(f"   {name:<16}{cold['expected'][name]!s:>7}{shipped:>9.0f}{warm:>8.0f}{shipped / warm:>10.2f}"
+              f"{source:>9.0f}{source / shipped:>9.2f}{mono_cols}{rss(name, 'shipped'):>6.0f}{mono_rss}")
+    for name, error in cold["failures"].items():
+        print(f"   {name:<16} FAILED: {error}")
+    if not ratios["warm"]:
+        return {}
+    summary = {key: statistics.median(values_) for key, values_ in ratios.items() if values_}
+    shipped_runs = [r for (n, v), rs in results.items() if v == "shipped" and n not in cold["failures"] for r in rs]
+    mono_runs = [r for (n, v), rs in results.items() if v == "monolith" and n not in cold["failures"] for r in rs]
+    print(f"   summary, median of the per-function ratios: shipped/warm {summary['warm']:.2f} "
+          f"({verdict(summary['warm'], 1.1)}; worst function {max(ratios['warm']):.2f}); "
+          f"source/shipped {summary['source']:.2f}")
+    if "monolith" in summary:
+        worst = max(ratios["monolith"])
+        met = sum(ratio <= 1.0 for ratio in ratios["monolith"])
+        summary["monolith_met"] = f"{met} of {len(ratios['monolith'])} functions at or under 1.0"
+        print(f"   per-function/monolith {summary['monolith']:.2f} ({verdict(summary['monolith'], 1.0)}; "
+              f"{met} of {len(ratios['monolith'])} functions at or under 1.0, worst {worst:.2f})")
+    for label, runs in (("shipped", shipped_runs), ("monolith", mono_runs)):
+        if runs:
+            print(f"   {label:<8} all functions: import {median_ms([r['import'] for r in runs]):.0f} ms + first event "
+                  f"{median_ms([r['first'] for r in runs]):.0f} ms, {statistics.median(r['modules'] for r in runs):.0f} "
+                  f"modules, peak RSS {statistics.median(r['rss_kb'] for r in runs) / 1024:.0f} MB; whole process "
+                  f"(spawn to exit) {median_ms([r['wall'] for r in runs]):.0f} ms")
+    print(f"   noise: identical shipped runs of one function spread over {statistics.median(spreads) * 100:.0f}% "
+          "of their median (max-min; median over functions)")
+    tried = sorted({m.partition('.')[0] for rs in results.values() for r in rs for m in r["tried"]})
+    loaded = sorted({m for rs in results.values() for r in rs for m in r["loaded"]})
+    runtime_note = ("importable from a runtime directory after the layer, as on Lambda"
+                    if cold["runtime"] else "NOT importable here (no boto3 in .venv to stand in for Lambda's runtime)")
+    print(f"   forbidden packages ({', '.join(FORBIDDEN)}; boto3/botocore {runtime_note}):")
+    print(f"      import attempted: {', '.join(tried) or 'none'}; modules loaded: {', '.join(loaded) or 'none'}")
+    if "botocore" in loaded and "boto3" not in loaded:
+        print("      (Powertools' package __init__ tries `import botocore` to register its user-agent hook: botocore's"
+              " own __init__ only, no session, no boto3)")
+    written = {k: v for k, v in cold["written"].items() if v}
+    print(f"   .pyc written into the read-only copies by all these runs: {written or 'none'}")
+    if cold["missing"]:
+        print(f"   NOT BUILT (in template.yaml, not in .aws-sam/build: run infra/sam.sh build): {', '.join(cold['missing'])}")
+    if cold["no_event"]:
+        print(f"   NO EVENT (no route and no events/<Function>.json): {', '.join(cold['no_event'])}")
+    return summary
+
+
+def print_profile(profile: dict[str, Any] | None) -> None:
+    if profile is None:
+        return
+    packages = sorted(profile["packages"].items(), key=lambda kv: -kv[1])
+    total = sum(profile["packages"].values()) / 1000
+    print(f"\n4. IMPORT PROFILE: one shipped cold start of {profile['function']} under -X importtime: self time summed "
+          f"per top-level package ({total:.0f} ms of imports in all; one run, indicative)")
+    line = ", ".join(f"{name} {us / 1000:.0f}" for name, us in packages[:16])
+    print(f"   ms: {line}")
+    shared = profile["packages"].get("shared", 0) / 1000
+    print(f"   shared/ itself: {shared:.0f} ms; everything else is the libraries' own import code")
+    absent = [name for name in FORBIDDEN if name not in profile["packages"]]
+    present = [name for name in FORBIDDEN if name in profile["packages"]]
+    imported = ", ".join(f"{name} ({profile['packages'][name] / 1000:.1f} ms)" for name in present)
+    print(f"   not imported: {', '.join(absent)}" + (f"; imported: {imported}" if present else ""))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conn-samples", type=int, default=200, help="connections per variant (default 200)")
+    parser.add_argument("--warm-samples", type=int, default=150, help="calls per route and variant (default 150)")
+    parser.add_argument("--cold-rounds", type=int, default=5,
+                        help="cold starts per function and variant (default 5)")
+    parser.add_argument("--source-rounds", type=int, default=3,
+                        help="of those, how many also run the slow no-bytecode variant (default 3)")
+    parser.add_argument("--functions", help="cold-start only these (comma-separated logical ids; default: every built one)")
+    parser.add_argument("--parts", default="connection,warm,cold",
+                        help="while working on one part: run only these (default: all three)")
+    args = parser.parse_args(argv)
+    if min(args.conn_samples, args.warm_samples, args.cold_rounds, args.source_rounds) < 3:
+        parser.error("every sample count must be at least 3")
+
+    started = time.perf_counter()
+    ensure_build()
+    psycopg = ensure_psycopg()
+    python = runtime_python()
+    runtime_version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                                     capture_output=True, text=True, check=True).stdout.strip()
+    import_project()
+    import pg8000
+    import sqlalchemy
+
+    from bench.pg_tls import tls_postgres
+    from shared.cli import migrate
+    from shared.template import functions
+
+    previous_url = os.environ.get("DATABASE_URL")
+    try:
+        with tls_postgres() as server:
+            set_database_url(server.url)
+            migrate()
+            with db.transaction() as session:
+                head = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            template_functions = functions()
+            handlers = {name: template_functions[name].load_handler() for name in ("GetTask", "ListTasks", "CreateTask")}
+            seeded = seed(handlers)
+
+            parts = set(args.parts.split(","))
+            connection = warm = cold = None
+            if "connection" in parts:
+                log("1/3 connection ...")
+                connection = bench_connection(server, psycopg, args.conn_samples)
+            if "warm" in parts:
+                log("2/3 warm calls ...")
+                warm = bench_warm(server, handlers, seeded, args.warm_samples)
+            if "cold" in parts:
+                log("3/3 cold starts ...")
+                only = set(args.functions.split(",")) if args.functions else None
+                cold = bench_cold(server, seeded, args.cold_rounds, min(args.source_rounds, args.cold_rounds), python, only)
+
+            print("=" * 110)
+            print("bench/run.py: cold starts and warm calls, side by side (every figure from this run)")
+            print(f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} CPUs, shared and noisy: "
+                  "other jobs run at the same time, so single times swing widely;")
+            print("         read the medians of interleaved samples and the ratios between variants, not single times.")
+            print(f"Python: bench {platform.python_version()} (connection, warm calls), functions {runtime_version} "
+                  f"(cold starts: {python})")
+            print(f"Stack: pg8000 {pg8000.__version__}, SQLAlchemy {sqlalchemy.__version__}, psycopg {psycopg.__version__}, "
+                  f"{ssl.OPENSSL_VERSION}")
+            print(f"Server: Postgres {server.server_version} on localhost, TLS only (verify-full against its own CA), "
+                  f"SCRAM-SHA-256; migrated to {head}; {SEEDED_TASKS} tasks of one user")
+            print("Powertools: POWERTOOLS_LOG_LEVEL=WARNING (no INFO log line per call); metrics still computed and "
+                  "flushed each call, their EMF stdout line sent to /dev/null")
+            conn_summary = print_connection(connection, args.conn_samples, psycopg) if connection else None
+            warm_ratios = print_warm(warm, args.warm_samples) if warm else {}
+            cold_summary = print_cold(cold, args.cold_rounds, min(args.source_rounds, args.cold_rounds)) if cold else None
+            if cold:
+                print_profile(cold["profile"])
+            print("\nGOALS")
+            if conn_summary:
+                print(f"   connection engine/libpq          {conn_summary['ratio']:.2f}  {verdict(conn_summary['ratio'], 1.0)}")
+            for label, ratio in warm_ratios.items():
+                print(f"   warm {label:<28}{ratio:.2f}  {verdict(ratio, 1.3)}")
+            if cold_summary and "warm" in cold_summary:
+                print(f"   cold shipped/warm .pyc           {cold_summary['warm']:.2f}  {verdict(cold_summary['warm'], 1.1)}")
+            if cold_summary and "monolith" in cold_summary:
+                print(f"   cold per-function/monolith       {cold_summary['monolith']:.2f}  "
+                      f"{verdict(cold_summary['monolith'], 1.0)} ({cold_summary['monolith_met']})")
+            if parts != {"connection", "warm", "cold"}:
+                print(f"   (PARTIAL RUN: only {', '.join(sorted(parts))})")
+            cold_note = (f" (cold starts {cold['elapsed']:.0f} s for {sum(len(v) for v in cold['results'].values())} processes)"
+                         if cold else "")
+            print(f"\nWhole run: {time.perf_counter() - started:.0f} s{cold_note}")
+    finally:
+        if previous_url is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous_url
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
