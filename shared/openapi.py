@@ -5,6 +5,7 @@ Their documents are merged here, errors described as problem+json, and the beare
 (the gateway's JWT authorizer) stated once.
 """
 
+import copy
 from typing import Any
 
 from shared.http.problems import PROBLEM_MEDIA_TYPE
@@ -14,12 +15,23 @@ TITLE = "Task API"
 VERSION = "1.0.0"
 
 
-def _problems_as_problem_json(operation: dict[str, Any]) -> None:
-    """FastAPI files every response model under application/json; errors are problem+json."""
+# What API Gateway's JWT authorizer answers itself, before any function runs.
+_GATEWAY_REFUSAL = {
+    "schema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
+    "example": {"message": "Unauthorized"},
+}
+
+
+def _problems_as_problem_json(operation: dict[str, Any], *, public: bool) -> None:
+    """FastAPI files every response model under application/json; errors are problem+json.
+
+    A protected route's 401 also comes from the gateway, as `{"message":"Unauthorized"}`."""
     for status, response in operation.get("responses", {}).items():
         content = response.get("content", {})
         if int(status) >= 400 and "application/json" in content:
             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        if status == "401" and not public:
+            content["application/json"] = _GATEWAY_REFUSAL
 
 
 def build_openapi() -> dict[str, Any]:
@@ -29,10 +41,10 @@ def build_openapi() -> dict[str, Any]:
     for function in functions().values():
         if not function.routes:
             continue
-        document = function.load_module().app.openapi()
+        document = copy.deepcopy(function.load_module().app.openapi())  # FastAPI caches it: never edit in place
         for path, operations in document.get("paths", {}).items():
             for method, operation in operations.items():
-                _problems_as_problem_json(operation)
+                _problems_as_problem_json(operation, public=not operation.get("security"))
                 paths.setdefault(path, {})[method] = operation
         components = document.get("components", {})
         schemas.update(components.get("schemas", {}))

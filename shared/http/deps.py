@@ -26,7 +26,14 @@ async def current_caller(request: Request, _token: HTTPAuthorizationCredentials 
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 
 
-async def if_match(if_match: Annotated[str | None, Header(description='`"<version>"` as the ETag gave it')] = None) -> int | None:
+_IF_MATCH_SCHEMA = {"pattern": r'^\s*(\*|(W/)?"[0-9]{1,9}")\s*$'}
+
+
+async def if_match(
+    if_match: Annotated[
+        str | None, Header(description='`"<version>"` as the ETag gave it, or `*`', json_schema_extra=_IF_MATCH_SCHEMA)
+    ] = None,
+) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
     found = _ETAG.match(if_match.strip())
@@ -41,7 +48,11 @@ _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 async def idempotency_key(
     request: Request,
     idempotency_key: Annotated[
-        str | None, Header(description="1..255 visible ASCII characters; a retry with the same key and body is replayed")
+        str | None,
+        Header(
+            description="1..255 visible ASCII characters; a retry with the same key and body is replayed",
+            json_schema_extra={"pattern": "^[!-~]{1,255}$"},
+        ),
     ] = None,
 ) -> IdempotencyKey | None:
     if idempotency_key is None:
