@@ -18,12 +18,6 @@ from sqlmodel import Field, SQLModel
 # ---------------------------------------------------------------------------- rules
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _rfc3339(value: object) -> object:
     """Only an RFC 3339 string with an offset is a datetime here (no epoch numbers)."""
     if not isinstance(value, str):
@@ -45,13 +39,14 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-Text = Annotated[str, Strict(), AfterValidator(_no_nul)]
-Title = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
-Description = Annotated[str, Strict(), StringConstraints(max_length=4000), AfterValidator(_no_nul)]
-Tag = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=50), AfterValidator(_no_nul)]
+_NO_NUL = r"^[^\x00]*$"  # said in the schema too; Postgres text cannot hold NUL
+Text = Annotated[str, Strict(), StringConstraints(pattern=_NO_NUL)]
+Title = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_NUL)]
+Description = Annotated[str, Strict(), StringConstraints(max_length=4000, pattern=_NO_NUL)]
+Tag = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_NO_NUL)]
 Tags = Annotated[list[Tag], PydanticField(max_length=20), AfterValidator(_unique)]
-SearchWords = Annotated[str, Strict(), StringConstraints(max_length=200), AfterValidator(_no_nul)]
-CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
+SearchWords = Annotated[str, Strict(), StringConstraints(max_length=200, pattern=_NO_NUL)]
+CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_NUL)]
 Color = Annotated[str, Strict(), StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 InputDateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
 OutputDateTime = Annotated[datetime, AfterValidator(_utc)]

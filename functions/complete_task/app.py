@@ -25,7 +25,7 @@ def complete_task(
     if_match: IfMatch,
     idempotency: IdempotencyDep,
     response: Response,
-    data: CompleteRequest | None = Body(default=None),
+    data: CompleteRequest = Body(default=None),  # optional body, but never JSON null
 ) -> TaskPublic:
     completed = None if data is None else data.completed
     outcome = tasks.complete_task(caller=caller, task_id=task_id, completed=completed, if_match=if_match, idempotency=idempotency)

@@ -30,9 +30,10 @@ _IF_MATCH_SCHEMA = {"pattern": r'^\s*(\*|(W/)?"[0-9]{1,9}")\s*$'}
 
 
 async def if_match(
+    # `str` with a default, not `str | None`: a header is absent or a string, never null.
     if_match: Annotated[
-        str | None, Header(description='`"<version>"` as the ETag gave it, or `*`', json_schema_extra=_IF_MATCH_SCHEMA)
-    ] = None,
+        str, Header(description='`"<version>"` as the ETag gave it, or `*`', json_schema_extra=_IF_MATCH_SCHEMA)
+    ] = None,  # type: ignore[assignment]
 ) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
@@ -48,12 +49,12 @@ _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 async def idempotency_key(
     request: Request,
     idempotency_key: Annotated[
-        str | None,
+        str,
         Header(
             description="1..255 visible ASCII characters; a retry with the same key and body is replayed",
             json_schema_extra={"pattern": "^[!-~]{1,255}$"},
         ),
-    ] = None,
+    ] = None,  # type: ignore[assignment]
 ) -> IdempotencyKey | None:
     if idempotency_key is None:
         return None
