@@ -8,7 +8,7 @@ client reads. Schema changes are Alembic migrations (infra/migrations), never cr
 import uuid
 from datetime import datetime, timezone
 from enum import IntEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, Strict, StringConstraints
 from sqlalchemy import Column, DateTime, SmallInteger, String, text
@@ -40,13 +40,33 @@ def _utc(value: datetime) -> datetime:
 
 
 _NO_NUL = r"^[^\x00]*$"  # said in the schema too; Postgres text cannot hold NUL
+# What `strip_whitespace` removes (pydantic-core trims Unicode White_Space: not ECMA's `\s`,
+# not Python's `str.strip`).
+_WS = r"\t\n\x0b\x0c\r\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _trimmed_length(max_length: int) -> Any:
+    """The document's form of `strip_whitespace=True, min_length=1, max_length=n`: the length
+    counts after trimming, which `minLength`/`maxLength` (raw length) cannot say, so a pattern
+    does: white space, 1..n characters that start and end with a non-space, white space."""
+    edge = rf"[^\x00{_WS}]"
+    pattern = rf"^[{_WS}]*{edge}(?:[^\x00]{{0,{max_length - 2}}}{edge})?[{_WS}]*$"
+
+    def rewrite(schema: dict[str, Any]) -> None:
+        schema.pop("minLength", None)
+        schema.pop("maxLength", None)
+        schema["pattern"] = pattern
+
+    return PydanticField(json_schema_extra=rewrite)
+
+
 Text = Annotated[str, Strict(), StringConstraints(pattern=_NO_NUL)]
-Title = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_NUL)]
+Title = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_NUL), _trimmed_length(200)]
 Description = Annotated[str, Strict(), StringConstraints(max_length=4000, pattern=_NO_NUL)]
-Tag = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_NO_NUL)]
+Tag = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_NO_NUL), _trimmed_length(50)]
 Tags = Annotated[list[Tag], PydanticField(max_length=20), AfterValidator(_unique)]
 SearchWords = Annotated[str, Strict(), StringConstraints(max_length=200, pattern=_NO_NUL)]
-CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_NUL)]
+CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_NUL), _trimmed_length(100)]
 Color = Annotated[str, Strict(), StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 InputDateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
 OutputDateTime = Annotated[datetime, AfterValidator(_utc)]
