@@ -11,15 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,107 +20,15 @@ import httpx
 import pg8000.native
 import pytest
 
-from shared.template import REPO_ROOT
+from shared.local.serve_process import ServeProcess, clean_env, make_local_dir, todo_api_command
+
+__all__ = ["CORS_ORIGIN", "Serve", "bearer", "clean_env", "make_local_dir", "mint", "todo_api_command"]
 
 CORS_ORIGIN = "https://app.example"
-START_TIMEOUT = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def todo_api_command() -> list[str]:
-    script = Path(sys.executable).parent / "todo-api"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "shared.cli"]
-
-
-def make_local_dir() -> Path:
-    """A fresh TODO_API_LOCAL_DIR that a service user (when we run as root) can pass through."""
-    path = Path(tempfile.mkdtemp(prefix="todo-e2e-"))
-    path.chmod(0o755)
-    return path
-
-
-def clean_env(local_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment for a serve process: no inherited database, issuer or CORS setting."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "CORS_ALLOW_ORIGINS")
-    }
-    env["TODO_API_LOCAL_DIR"] = str(local_dir)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Serve:
-    """One `todo-api serve` process; its stdout and stderr go to files."""
-
-    env: dict[str, str]
-    log_dir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    runs: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stdout_path(self) -> Path:
-        return self.log_dir / f"serve-{self.runs}.out"
-
-    @property
-    def stderr_path(self) -> Path:
-        return self.log_dir / f"serve-{self.runs}.err"
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def start(self) -> None:
-        self.runs += 1
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [*todo_api_command(), "serve", "--port", str(self.port)],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited with {self.process.returncode}:\n{self.stdout()}\n{self.stderr()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise AssertionError(f"serve did not answer within {START_TIMEOUT:.0f}s:\n{self.stdout()}\n{self.stderr()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        """Signal it and wait; SIGKILL when it does not go. Returns its exit code."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return process.returncode if process else None
-        process.send_signal(sig)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            raise AssertionError(f"serve ignored signal {sig} for {timeout:.0f}s:\n{self.stderr()}") from None
+class Serve(ServeProcess):
+    """One `todo-api serve` process (shared/local/serve_process.py), and what its output says."""
 
     def embedded_postgres(self) -> tuple[int, int]:
         """(pid, port) of the embedded Postgres, as the start banner states them."""
@@ -156,7 +57,7 @@ def e2e_database(postgres_server: dict[str, Any]) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def local_dir() -> Iterator[Path]:
     """TODO_API_LOCAL_DIR for the session, in this process too (tokens are minted here)."""
-    path = make_local_dir()
+    path = make_local_dir("todo-e2e-")
     previous = os.environ.get("TODO_API_LOCAL_DIR")
     os.environ["TODO_API_LOCAL_DIR"] = str(path)
     try:
