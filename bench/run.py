@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/run.py              # ~6 minutes on a 2-core machine
     .venv/bin/python bench/run.py --cold-rounds 9 --source-rounds 5   # tighter medians, ~10 minutes
+    .venv/bin/python bench/run.py --smoke      # 3 samples, 1 cold round of 2 functions: every path
 
 One command, one run, every figure from it (nothing constant, nothing skipped). It builds
-the functions first when `.aws-sam/build` is missing (`infra/sam.sh build`), installs its one
+the functions first when `.aws-sam/build` (or `--build-dir`) is missing (`infra/sam.sh build`;
+a smoke run leaves the cold starts out instead), installs its one
 extra dependency (psycopg, for libpq: bench/requirements.txt) into `.tools/bench/site` when
 missing (never into .venv, never into the layer), starts a throwaway Postgres with TLS and
 SCRAM on (bench/pg_tls.py), migrates it with the project's own migrations and seeds it with a
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import importlib
 import importlib.util
 import json
@@ -66,11 +67,14 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "todo-api")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TodoApi")
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))
+from bench._support import (  # noqa: E402
+    Checks, Goal, add_smoke_flag, interleaved, main_exit, median_ms, p90_ms, print_summary, schema_revision,
+    set_database_url, verdict,
+)
 
-BUILD_DIR = REPO / ".aws-sam" / "build"
-LAYER_BUILD = BUILD_DIR / "SharedLayer" / "python"
+DEFAULT_BUILD_DIR = REPO / ".aws-sam" / "build"
+BUILD_DIR = DEFAULT_BUILD_DIR  # --build-dir
 BENCH_SITE = REPO / ".tools" / "bench" / "site"
 REQUIREMENTS = REPO / "bench" / "requirements.txt"
 EVENTS_DIR = REPO / "events"
@@ -78,6 +82,8 @@ RUNTIME = "python3.13"
 # Packages no function may import at cold start (tooling, or ~180 ms of AWS SDK).
 FORBIDDEN = ("boto3", "botocore", "alembic", "joserfc", "uvicorn", "yaml", "httpx", "psycopg")
 SEEDED_TASKS = 20
+# --smoke cold-starts these: a route (and the import profile, the monolith) and the scheduled one.
+SMOKE_FUNCTIONS = "GetTask,Cleanup"
 
 
 def log(message: str) -> None:
@@ -85,26 +91,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def median_ms(values: list[float]) -> float:
-    return statistics.median(values) * 1000
-
-
-def p90_ms(values: list[float]) -> float:
-    return statistics.quantiles(values, n=10)[8] * 1000 if len(values) >= 2 else values[0] * 1000
-
-
-def verdict(ratio: float, goal: float) -> str:
-    return f"goal <= {goal:.1f}: {'MET' if ratio <= goal else 'NOT MET'}"
-
-
 # --------------------------------------------------------------------------- setup
 
 
-def ensure_build() -> None:
-    if (BUILD_DIR / "SharedLayer" / "python").is_dir():
-        return
-    log("No .aws-sam/build: running infra/sam.sh build ...")
-    subprocess.run([str(REPO / "infra" / "sam.sh"), "build"], cwd=REPO, check=True)
+def layer_build() -> Path:
+    return BUILD_DIR / "SharedLayer" / "python"
+
+
+def ensure_build(smoke: bool) -> bool:
+    """Whether there is a build to cold-start; made (`infra/sam.sh build`, minutes) when
+    missing, except in a smoke run, which then leaves the cold starts out."""
+    if layer_build().is_dir():
+        return True
+    if smoke:
+        return False
+    log(f"No {BUILD_DIR}: running infra/sam.sh build ...")
+    extra = [] if BUILD_DIR == DEFAULT_BUILD_DIR else ["--build-dir", str(BUILD_DIR)]
+    subprocess.run([str(REPO / "infra" / "sam.sh"), "build", *extra], cwd=REPO, check=True)
+    return True
 
 
 def ensure_psycopg() -> Any:
@@ -153,11 +157,6 @@ def import_project() -> None:
     from shared import db as shared_db
 
     db, text = shared_db, sql_text
-
-
-def set_database_url(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    db.reset()
 
 
 @dataclass
@@ -239,31 +238,31 @@ def bench_connection(server: Any, psycopg: Any, samples: int) -> dict[str, Any]:
     set_database_url(server.url)
     engine = db.get_engine()
     params = db.parse_database_url(server.url)
-    checks = []
+    checks: list[tuple[bool, str]] = []  # (passed, what was seen)
     engine_select_one(engine)()  # the engine's first connect: its warm-up
     with engine.connect() as c:
         row = c.execute(text("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).one()
-        checks.append(f"engine  pg_stat_ssl ssl={row[0]} {row[1]}; {describe_socket(c.connection.dbapi_connection)}")
+        checks.append((row[0] is True, f"engine  pg_stat_ssl ssl={row[0]} {row[1]}; "
+                                       f"{describe_socket(c.connection.dbapi_connection)}"))
     with psycopg.connect(server.url) as pc:
         row = pc.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
-        checks.append(f"libpq   pg_stat_ssl ssl={row[0]} {row[1]}; sslmode={pc.info.get_parameters().get('sslmode', 'verify-full')}"
-                      f" (URL: verify-full + sslrootcert), auth SCRAM (server allows nothing else over TCP)")
+        checks.append((row[0] is True, f"libpq   pg_stat_ssl ssl={row[0]} {row[1]}; sslmode="
+                       f"{pc.info.get_parameters().get('sslmode', 'verify-full')} (URL: verify-full + sslrootcert), "
+                       "auth SCRAM (server allows nothing else over TCP)"))
     # Both refuse a server whose certificate their root does not sign.
     wrong = Path(server.directory) / "unrelated-ca.pem"
     from bench.pg_tls import make_ca
 
     wrong.write_bytes(make_ca("unrelated CA").cert_pem)
-    refused = []
     for name, attempt in (
         ("engine", lambda: with_cursor(lambda: db.connect_once(db.parse_database_url(server.url_with(sslrootcert=str(wrong))), timeout=10))()),
         ("libpq", lambda: psycopg.connect(server.url_with(sslrootcert=str(wrong))).close()),
     ):
         try:
             attempt()
-            refused.append(f"{name} CONNECTED with an unrelated root (FAIL)")
+            checks.append((False, f"{name} CONNECTED with an unrelated root"))
         except Exception as error:  # noqa: BLE001 - what matters is that it failed, and why
-            refused.append(f"{name} refuses an unrelated root ({type(error).__name__})")
-    checks.append("; ".join(refused))
+            checks.append((True, f"{name} refuses an unrelated root ({type(error).__name__})"))
 
     def libpq() -> None:
         connection = psycopg.connect(server.url)
@@ -279,15 +278,7 @@ def bench_connection(server: Any, psycopg: Any, samples: int) -> dict[str, Any]:
     }
     for op in variants.values():
         op()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    order = list(variants.items())
-    gc.collect()
-    for _ in range(samples):
-        random.shuffle(order)
-        for name, op in order:
-            t = time.perf_counter()
-            op()
-            times[name].append(time.perf_counter() - t)
+    times = interleaved(variants, samples)
 
     # The first connect of a fresh engine (dialect initialisation) against its second one.
     first, second = [], []
@@ -311,13 +302,13 @@ def bench_connection(server: Any, psycopg: Any, samples: int) -> dict[str, Any]:
             "wire_second": wire_second, "checks": checks, "ctx": (system_ctx, one_ca_ctx)}
 
 
-def print_connection(result: dict[str, Any], samples: int, psycopg: Any) -> dict[str, float]:
+def print_connection(result: dict[str, Any], samples: int, psycopg: Any, check: Checks) -> dict[str, float]:
     times = result["times"]
     med = {name: median_ms(values) for name, values in times.items()}
     print(f"\n1. CONNECTION: connect + verified TLS + SCRAM + SELECT 1 + close "
           f"({samples} samples each, interleaved in shuffled order)")
-    for line in result["checks"]:
-        print(f"   check: {line}")
+    for passed, line in result["checks"]:
+        check(passed, line)
     rows = [
         ("engine", "project engine (SQLAlchemy + pg8000, NullPool)"),
         ("libpq", f"libpq via psycopg {psycopg.__version__} (libpq {psycopg.pq.version()})"),
@@ -435,14 +426,8 @@ def bench_warm(server: Any, handlers: dict[str, Any], seeded: Seed, samples: int
 
             ops[f"{label}|floor"] = timed_floor
 
-        times: dict[str, list[float]] = {name: [] for name in ops}
-        order = list(ops.items())
-        gc.collect()
         with contextlib.redirect_stdout(devnull):
-            for _ in range(samples):
-                random.shuffle(order)
-                for name, op in order:
-                    times[name].append(op())
+            times = interleaved(ops, samples)
         return {"times": times, "captured": captured, "labels": list(cases)}
 
 
@@ -613,7 +598,7 @@ def build_layouts(root: Path, python: str, http_functions: list[str], all_functi
 
     for variant in ("shipped", "source", "warm"):
         layout.layers[variant] = root / variant / "opt" / "python"
-        copy(LAYER_BUILD, layout.layers[variant], bytecode=variant == "shipped")
+        copy(layer_build(), layout.layers[variant], bytecode=variant == "shipped")
         layout.tasks[variant] = root / variant / "task"
         for name in all_functions:
             copy(BUILD_DIR / name, layout.tasks[variant] / name, bytecode=variant == "shipped")
@@ -885,6 +870,7 @@ def print_profile(profile: dict[str, Any] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BUILD_DIR
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conn-samples", type=int, default=200, help="connections per variant (default 200)")
     parser.add_argument("--warm-samples", type=int, default=150, help="calls per route and variant (default 150)")
@@ -895,36 +881,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--functions", help="cold-start only these (comma-separated logical ids; default: every built one)")
     parser.add_argument("--parts", default="connection,warm,cold",
                         help="while working on one part: run only these (default: all three)")
+    parser.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR,
+                        help="the `sam build` output to cold-start (default .aws-sam/build)")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
-    if min(args.conn_samples, args.warm_samples, args.cold_rounds, args.source_rounds) < 3:
-        parser.error("every sample count must be at least 3")
+    if args.smoke:
+        args.conn_samples = args.warm_samples = 3
+        args.cold_rounds = args.source_rounds = 1
+        args.functions = args.functions or SMOKE_FUNCTIONS
+    elif min(args.conn_samples, args.warm_samples, args.cold_rounds, args.source_rounds) < 3:
+        parser.error("every sample count must be at least 3 (--smoke for a quick run through every path)")
+    BUILD_DIR = args.build_dir.resolve()
+    parts = set(args.parts.split(","))
 
     started = time.perf_counter()
-    ensure_build()
+    if "cold" in parts and not ensure_build(args.smoke):
+        log(f"smoke run: no {BUILD_DIR} (infra/sam.sh build makes it): the cold starts are left out")
+        parts.discard("cold")
     psycopg = ensure_psycopg()
-    python = runtime_python()
+    python = runtime_python() if "cold" in parts else None
     runtime_version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                                     capture_output=True, text=True, check=True).stdout.strip()
+                                     capture_output=True, text=True, check=True).stdout.strip() if python else "-"
     import_project()
     import pg8000
+    import pg8000.native
     import sqlalchemy
 
+    from bench._support import migrate
     from bench.pg_tls import tls_postgres
-    from shared.cli import migrate
     from shared.template import functions
 
+    check = Checks()
     previous_url = os.environ.get("DATABASE_URL")
     try:
         with tls_postgres() as server:
-            set_database_url(server.url)
-            migrate()
-            with db.transaction() as session:
-                head = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            migrate(server.url)
+            direct = pg8000.native.Connection(server.user, host=server.host, port=server.port, password=server.password,
+                                              database=server.database,
+                                              ssl_context=ssl.create_default_context(cafile=server.ca_path))
+            try:
+                head = schema_revision(direct)
+            finally:
+                direct.close()
             template_functions = functions()
             handlers = {name: template_functions[name].load_handler() for name in ("GetTask", "ListTasks", "CreateTask")}
             seeded = seed(handlers)
 
-            parts = set(args.parts.split(","))
             connection = warm = cold = None
             if "connection" in parts:
                 log("1/3 connection ...")
@@ -943,40 +945,39 @@ def main(argv: list[str] | None = None) -> int:
                   "other jobs run at the same time, so single times swing widely;")
             print("         read the medians of interleaved samples and the ratios between variants, not single times.")
             print(f"Python: bench {platform.python_version()} (connection, warm calls), functions {runtime_version} "
-                  f"(cold starts: {python})")
+                  f"(cold starts: {python or '-'})")
             print(f"Stack: pg8000 {pg8000.__version__}, SQLAlchemy {sqlalchemy.__version__}, psycopg {psycopg.__version__}, "
                   f"{ssl.OPENSSL_VERSION}")
             print(f"Server: Postgres {server.server_version} on localhost, TLS only (verify-full against its own CA), "
                   f"SCRAM-SHA-256; migrated to {head}; {SEEDED_TASKS} tasks of one user")
             print("Powertools: POWERTOOLS_LOG_LEVEL=WARNING (no INFO log line per call); metrics still computed and "
                   "flushed each call, their EMF stdout line sent to /dev/null")
-            conn_summary = print_connection(connection, args.conn_samples, psycopg) if connection else None
+            conn_summary = print_connection(connection, args.conn_samples, psycopg, check) if connection else None
             warm_ratios = print_warm(warm, args.warm_samples) if warm else {}
             cold_summary = print_cold(cold, args.cold_rounds, min(args.source_rounds, args.cold_rounds)) if cold else None
             if cold:
                 print_profile(cold["profile"])
-            print("\nGOALS")
+                for name, error in cold["failures"].items():
+                    check(False, f"cold start of {name}: {error}")
+            goals = []
             if conn_summary:
-                print(f"   connection engine/libpq          {conn_summary['ratio']:.2f}  {verdict(conn_summary['ratio'], 1.0)}")
-            for label, ratio in warm_ratios.items():
-                print(f"   warm {label:<28}{ratio:.2f}  {verdict(ratio, 1.3)}")
+                goals.append(Goal("connection engine/libpq", conn_summary["ratio"], 1.0))
+            goals += [Goal(f"warm {label}", ratio, 1.3) for label, ratio in warm_ratios.items()]
             if cold_summary and "warm" in cold_summary:
-                print(f"   cold shipped/warm .pyc           {cold_summary['warm']:.2f}  {verdict(cold_summary['warm'], 1.1)}")
+                goals.append(Goal("cold shipped/warm .pyc", cold_summary["warm"], 1.1))
             if cold_summary and "monolith" in cold_summary:
-                print(f"   cold per-function/monolith       {cold_summary['monolith']:.2f}  "
-                      f"{verdict(cold_summary['monolith'], 1.0)} ({cold_summary['monolith_met']})")
+                goals.append(Goal("cold per-function/monolith", cold_summary["monolith"], 1.0,
+                                  note=cold_summary["monolith_met"]))
+            print_summary("GOALS", goals, smoke=args.smoke)
             if parts != {"connection", "warm", "cold"}:
                 print(f"   (PARTIAL RUN: only {', '.join(sorted(parts))})")
             cold_note = (f" (cold starts {cold['elapsed']:.0f} s for {sum(len(v) for v in cold['results'].values())} processes)"
                          if cold else "")
             print(f"\nWhole run: {time.perf_counter() - started:.0f} s{cold_note}")
     finally:
-        if previous_url is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous_url
-    return 0
+        set_database_url(previous_url)
+    return check.exit_status()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit(main))
