@@ -1,10 +1,11 @@
 """The scheduled cleanup at size: throughput, and whether memory stays flat as the trash grows.
 
     .venv/bin/python bench/cleanup.py [--sizes 100000 1000000] [--users 50]
+    .venv/bin/python bench/cleanup.py --smoke      # 100 and 400 tasks: every path, seconds
 
-Creates its own database on the Postgres at 127.0.0.1:5432 (or, when nothing listens there,
-on a throwaway embedded one: shared.local.embedded_postgres), migrates it with the project's
-own migrations, and for each size N:
+Creates its own database (bench/_support.py: on 127.0.0.1:5432, or on a throwaway embedded
+Postgres when nothing listens there), migrates it with the project's own migrations, and
+for each layout and size N:
 
 1. fills it in SQL (`INSERT ... SELECT generate_series`): N tasks trashed longer ago than
    TRASH_RETENTION_DAYS (spread over a year) interleaved with N live ones, over --users
@@ -16,7 +17,8 @@ own migrations, and for each size N:
 3. checks that exactly the N expired tasks are gone and the N live ones are all there.
 
 Prints a table per size and the ratios (memory 1M/100k: goal <= 1.2; throughput 1M vs
-100k: goal, it does not fall). Drops the database at the end. Every figure is from this run.
+100k: goal, it does not fall). Drops the database at the end, also on Ctrl-C or SIGTERM.
+Exit status 1 when a run left the wrong rows. Every figure is from this run.
 """
 
 from __future__ import annotations
@@ -25,19 +27,14 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._support import Goal, Scratch, add_smoke_flag, main_exit, print_summary, scratch_database  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- the child: one run
@@ -85,51 +82,6 @@ def child() -> None:
 # ---------------------------------------------------------------------------- the parent
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@contextmanager
-def postgres_server() -> Iterator[tuple[dict[str, Any], str]]:
-    """Admin connection parameters of a server, and what it is."""
-    if _port_open("127.0.0.1", 5432):
-        yield {"host": "127.0.0.1", "port": 5432, "user": "postgres"}, "127.0.0.1:5432"
-        return
-    print("nothing listens on 127.0.0.1:5432: starting an embedded Postgres", file=sys.stderr)
-    from shared.local.embedded_postgres import EmbeddedPostgres
-
-    with EmbeddedPostgres.temporary() as server:
-        yield {"host": server.host, "port": server.port, "user": "postgres"}, f"embedded, port {server.port}"
-
-
-@contextmanager
-def scratch_database(admin_params: dict[str, Any]) -> Iterator[str]:
-    import pg8000.native
-
-    name = f"todo_bench_cleanup_{uuid.uuid4().hex[:8]}"
-    admin = pg8000.native.Connection(**admin_params, database="postgres")
-    admin.run(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{admin_params['user']}@{admin_params['host']}:{admin_params['port']}/{name}"
-    finally:
-        admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
-        print(f"dropped database {name}", file=sys.stderr)
-
-
-def connect(url: str) -> Any:
-    import pg8000.native
-
-    from shared.db import parse_database_url
-
-    params = parse_database_url(url)
-    return pg8000.native.Connection(params.user, host=params.host, port=params.port, database=params.database)
-
-
 LAYOUTS = {
     # Trash times drawn at random over a year: consecutive batches (taken in trash-time
     # order) land on pages all over the table, as in a table that has lived a while.
@@ -140,7 +92,7 @@ LAYOUTS = {
 }
 
 
-def seed(url: str, size: int, users: int, layout: str) -> float:
+def seed(db: Scratch, size: int, users: int, layout: str) -> float:
     """`size` expired tasks interleaved with `size` live ones; returns the seconds it took.
 
     The secondary indexes are dropped for the load and built again after it (the same
@@ -148,7 +100,7 @@ def seed(url: str, size: int, users: int, layout: str) -> float:
     Then VACUUM ANALYZE (what autovacuum would have done) and a CHECKPOINT.
     """
     started = time.perf_counter()
-    sql = connect(url)
+    sql = db.connect()
     try:
         sql.run("TRUNCATE tasks, categories, idempotency_keys, users")
         sql.run("INSERT INTO users (id) SELECT 'bench-user-' || u FROM generate_series(1, :users) u", users=users)
@@ -184,10 +136,10 @@ def seed(url: str, size: int, users: int, layout: str) -> float:
     return time.perf_counter() - started
 
 
-def server_counters(url: str) -> dict[str, Any]:
+def server_counters(db: Scratch) -> dict[str, Any]:
     """What the server did, read before and after a run: blocks found in / read into its
     buffer cache for this database, WAL written (cluster-wide), checkpoints."""
-    sql = connect(url)
+    sql = db.connect()
     try:
         (hit, read), = sql.run("SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()")
         (checkpoints,), = sql.run("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
@@ -198,16 +150,16 @@ def server_counters(url: str) -> dict[str, Any]:
         sql.close()
 
 
-def wal_bytes(url: str, before: str, after: str) -> int:
-    sql = connect(url)
+def wal_bytes(db: Scratch, before: str, after: str) -> int:
+    sql = db.connect()
     try:
         return int(sql.run("SELECT pg_wal_lsn_diff(CAST(:a AS pg_lsn), CAST(:b AS pg_lsn))", a=after, b=before)[0][0])
     finally:
         sql.close()
 
 
-def counts(url: str) -> tuple[int, int]:
-    sql = connect(url)
+def counts(db: Scratch) -> tuple[int, int]:
+    sql = db.connect()
     try:
         (live, trashed), = sql.run("SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(deleted_at) FROM tasks")
         return live, trashed
@@ -215,8 +167,8 @@ def counts(url: str) -> tuple[int, int]:
         sql.close()
 
 
-def run_child(url: str) -> dict[str, Any]:
-    env = {**os.environ, "DATABASE_URL": url}
+def run_child(db: Scratch) -> dict[str, Any]:
+    env = {**os.environ, "DATABASE_URL": db.url}
     env.pop("TRASH_RETENTION_DAYS", None)  # the default, 30 days
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child"], env=env, capture_output=True, text=True, timeout=600
@@ -233,59 +185,28 @@ def main() -> int:
     parser.add_argument("--layouts", nargs="+", choices=sorted(LAYOUTS), default=["random", "trash-order"],
                         help="how trash times lie over the table's pages (default: both)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_smoke_flag(parser)
     args = parser.parse_args()
     if args.child:
         child()
         return 0
+    if args.smoke:
+        args.sizes, args.users = [100, 400], 5
 
     rows: list[dict[str, Any]] = []
-    with postgres_server() as (admin, where), scratch_database(admin) as url:
-        os.environ["DATABASE_URL"] = url
-        from shared.cli import migrate
-
-        migrate()
-        sql = connect(url)
+    with scratch_database("todo_bench_cleanup") as db:
+        sql = db.connect()
         server_version = sql.run("SHOW server_version")[0][0]
         shared_buffers = sql.run("SHOW shared_buffers")[0][0]
         sql.close()
         print(
             f"cleanup benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs, Postgres {server_version} "
-            f"({where}, shared_buffers {shared_buffers}), {args.users} users;\n"
+            f"({db.server.where}, shared_buffers {shared_buffers}), {args.users} users;\n"
             "peak memory = ru_maxrss of the fresh subprocess that runs the cleanup (one per size)\n"
         )
         for layout in args.layouts:
             for size in args.sizes:
-                seeded = seed(url, size, args.users, layout)
-                before = server_counters(url)
-                run = run_child(url)
-                after = server_counters(url)
-                live, trashed = counts(url)
-                result = run["result"]
-                expected = {"tasks_deleted": size, "idempotency_keys_deleted": 0, "finished": True}
-                ok = result == expected and (live, trashed) == (size, 0)
-                hits, reads = after["hit"] - before["hit"], after["read"] - before["read"]
-                row = {
-                    "layout": layout,
-                    "size": size,
-                    **run,
-                    "rows_per_s": result["tasks_deleted"] / run["seconds"],
-                    "ok": ok,
-                    "miss_pct": 100 * reads / max(hits + reads, 1),
-                    "wal_mib": wal_bytes(url, before["lsn"], after["lsn"]) / 2**20,
-                }
-                rows.append(row)
-                print(f"-- {layout}: {size:,} expired tasks among {size:,} live ones "
-                      f"(table {before['table_bytes'] / 2**20:,.0f} MiB, seeded in {seeded:.1f} s)")
-                print(f"   result              {json.dumps(result)}")
-                print(f"   left after the run  {live:,} live, {trashed:,} trashed  -> {'OK' if ok else 'WRONG'}")
-                print(f"   run time            {run['seconds']:.2f} s in {run['batches']} batches of <= {run['batch_size']:,} "
-                      f"(slowest {run['slowest_batch_ms']:.0f} ms)")
-                print(f"   throughput          {row['rows_per_s']:,.0f} rows deleted / s")
-                print(f"   peak RSS            {run['rss_peak_kib'] / 1024:.1f} MiB "
-                      f"(after imports, before the run: {run['rss_before_kib'] / 1024:.1f} MiB; "
-                      f"growth during the run: {(run['rss_peak_kib'] - run['rss_before_kib']) / 1024:.1f} MiB)")
-                print(f"   server              {hits + reads:,} buffer accesses, {row['miss_pct']:.1f} % not in shared_buffers; "
-                      f"{row['wal_mib']:,.0f} MiB WAL; {after['checkpoints'] - before['checkpoints']} checkpoint(s)\n")
+                rows.append(measure(db, size, args.users, layout))
 
     print(f"{'layout':<12} {'expired':>10} {'seconds':>8} {'batches':>8} {'rows/s':>10} {'peak RSS MiB':>13} "
           f"{'growth MiB':>11} {'buf miss %':>10} {'WAL MiB':>8}  check")
@@ -295,19 +216,57 @@ def main() -> int:
             f"{row['rss_peak_kib'] / 1024:>13.1f} {(row['rss_peak_kib'] - row['rss_before_kib']) / 1024:>11.1f} "
             f"{row['miss_pct']:>10.1f} {row['wal_mib']:>8,.0f}  {'OK' if row['ok'] else 'WRONG'}"
         )
-    print()
+    goals = []
     for layout in args.layouts:
         of_layout = [row for row in rows if row["layout"] == layout]
         if len(of_layout) < 2:
             continue
         small, large = of_layout[0], of_layout[-1]
-        memory_ratio = large["rss_peak_kib"] / small["rss_peak_kib"]
-        speed_ratio = large["rows_per_s"] / small["rows_per_s"]
-        label = f"{layout}, {large['size']:,} vs {small['size']:,}"
-        print(f"{label}: peak memory ratio {memory_ratio:.3f} (goal <= 1.2: {'met' if memory_ratio <= 1.2 else 'NOT met'}); "
-              f"throughput ratio {speed_ratio:.3f} (goal >= 1.0: {'met' if speed_ratio >= 1.0 else 'NOT met'})")
-    return 0 if all(row["ok"] for row in rows) else 1
+        label = f"{layout}, {large['size']:,} vs {small['size']:,}:"
+        goals += [
+            Goal(f"{label} peak memory", large["rss_peak_kib"] / small["rss_peak_kib"], 1.2),
+            Goal(f"{label} throughput", large["rows_per_s"] / small["rows_per_s"], 1.0, at_least=True),
+        ]
+    print_summary("GOALS (ratios of the largest size to the smallest)", goals, smoke=args.smoke)
+    wrong = [f"{row['layout']} {row['size']:,}" for row in rows if not row["ok"]]
+    print(f"\nchecks: {'all OK' if not wrong else 'WRONG at ' + ', '.join(wrong)}")
+    return 1 if wrong else 0
+
+
+def measure(db: Scratch, size: int, users: int, layout: str) -> dict[str, Any]:
+    """One size: seed, one cleanup run in a fresh process, what it left and what it cost."""
+    seeded = seed(db, size, users, layout)
+    before = server_counters(db)
+    run = run_child(db)
+    after = server_counters(db)
+    live, trashed = counts(db)
+    result = run["result"]
+    expected = {"tasks_deleted": size, "idempotency_keys_deleted": 0, "finished": True}
+    ok = result == expected and (live, trashed) == (size, 0)
+    hits, reads = after["hit"] - before["hit"], after["read"] - before["read"]
+    row = {
+        "layout": layout,
+        "size": size,
+        **run,
+        "rows_per_s": result["tasks_deleted"] / run["seconds"],
+        "ok": ok,
+        "miss_pct": 100 * reads / max(hits + reads, 1),
+        "wal_mib": wal_bytes(db, before["lsn"], after["lsn"]) / 2**20,
+    }
+    print(f"-- {layout}: {size:,} expired tasks among {size:,} live ones "
+          f"(table {before['table_bytes'] / 2**20:,.0f} MiB, seeded in {seeded:.1f} s)")
+    print(f"   result              {json.dumps(result)}")
+    print(f"   left after the run  {live:,} live, {trashed:,} trashed  -> {'OK' if ok else 'WRONG'}")
+    print(f"   run time            {run['seconds']:.2f} s in {run['batches']} batches of <= {run['batch_size']:,} "
+          f"(slowest {run['slowest_batch_ms']:.0f} ms)")
+    print(f"   throughput          {row['rows_per_s']:,.0f} rows deleted / s")
+    print(f"   peak RSS            {run['rss_peak_kib'] / 1024:.1f} MiB "
+          f"(after imports, before the run: {run['rss_before_kib'] / 1024:.1f} MiB; "
+          f"growth during the run: {(run['rss_peak_kib'] - run['rss_before_kib']) / 1024:.1f} MiB)")
+    print(f"   server              {hits + reads:,} buffer accesses, {row['miss_pct']:.1f} % not in shared_buffers; "
+          f"{row['wal_mib']:,.0f} MiB WAL; {after['checkpoints'] - before['checkpoints']} checkpoint(s)\n")
+    return row
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit(main))

@@ -1,23 +1,25 @@
 """What one short-lived connection costs: connect + TLS (verified) + SCRAM + SELECT 1 + close.
 
     .venv/bin/python bench/connect.py [--samples 200] [--key-type ec|rsa]
+    .venv/bin/python bench/connect.py --smoke      # 3 samples: every check, seconds
 
 Starts a throwaway Postgres with TLS and SCRAM (bench/pg_tls.py), checks that every client
 below really uses TLS (and which ones verify the certificate), then times, interleaved in the
-same run (A, B, C, D, A, B, C, D, ...) so that machine drift hits all alike:
+same run (every variant once a round, in a new shuffled order each round: bench/_support.py)
+so that machine drift hits all alike:
 
   A. project engine   shared.db.get_engine() (NullPool): `with engine.connect(): SELECT 1`
   B. pg8000 defaults  pg8000.connect(...): new unverified TLS context per connect, no TCP_NODELAY
   C. connect_once     shared.db.connect_once(params): our socket + TLS context, no SQLAlchemy
   D. pg8000 + context pg8000.connect(..., ssl_context=<our reused verified context>): no TCP_NODELAY
 
-Every figure printed comes from this run; nothing is a constant.
+Every figure printed comes from this run; nothing is a constant. Exit status 1 when a check
+fails (a client without TLS, a certificate that should have been refused).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import socket
@@ -28,14 +30,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pg8000  # noqa: E402
 import sqlalchemy  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from bench._support import (  # noqa: E402
+    Checks, Goal, add_smoke_flag, interleaved, main_exit, median_ms, p90_ms, print_summary, set_database_url,
+)
 from bench.pg_tls import TlsPostgres, make_ca, tls_postgres  # noqa: E402
 from shared import db  # noqa: E402
 
@@ -99,25 +101,17 @@ def with_cursor(open_connection: Callable[[], pg8000.Connection]) -> Callable[[]
     return op
 
 
-def set_database_url(url: str | None) -> None:
-    if url is None:
-        os.environ.pop("DATABASE_URL", None)
-    else:
-        os.environ["DATABASE_URL"] = url
-    db.reset()
-
-
-def check_server_refuses_plain_tcp(server: TlsPostgres) -> None:
+def check_server_refuses_plain_tcp(server: TlsPostgres, check: Checks) -> None:
     try:
         pg8000.connect(server.user, host=server.host, port=server.port, password=server.password,
                        database=server.database, ssl_context=False, timeout=10).close()
-        print("  [FAIL] server accepted a connection without TLS")
+        check(False, "server accepted a connection without TLS")
     except (pg8000.InterfaceError, pg8000.DatabaseError) as error:
         message = error.args[0].get("M") if error.args and isinstance(error.args[0], dict) else error
-        print(f"  [ok] server refuses plain TCP: {message}")
+        check(True, f"server refuses plain TCP: {message}")
 
 
-def check_wrong_root_fails(server: TlsPostgres) -> None:
+def check_wrong_root_fails(server: TlsPostgres, check: Checks) -> None:
     """The engine with a CA bundle that did not sign the server's certificate must not connect."""
     wrong = ssl.get_default_verify_paths().cafile
     label = "system CA bundle"
@@ -138,13 +132,12 @@ def check_wrong_root_fails(server: TlsPostgres) -> None:
     try:
         with db.get_engine().connect() as c:
             c.execute(text("SELECT 1"))
-        print(f"  [FAIL] engine connected although sslrootcert={wrong} ({label}) did not sign the certificate")
+        check(False, f"engine connected although sslrootcert={wrong} ({label}) did not sign the certificate")
     except Exception as error:  # noqa: BLE001 - reported just below
         elapsed = time.perf_counter() - started
         errors = chain(error)
         cert_errors = [e for e in errors if isinstance(e, ssl.SSLCertVerificationError)]
-        status = "ok" if cert_errors else "FAIL"
-        print(f"  [{status}] engine with sslrootcert={wrong} ({label}) fails:")
+        check(bool(cert_errors), f"engine with sslrootcert={wrong} ({label}) fails:")
         print(f"         raised {type(error).__module__}.{type(error).__name__}: {error}")
         for e in errors[1:]:
             print(f"         caused by {type(e).__name__}: {e}")
@@ -171,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200, help="samples per variant (default 200)")
     parser.add_argument("--key-type", choices=("ec", "rsa"), default="ec", help="server key: P-256 or RSA-2048")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.samples = 3
     if args.samples < 2:
         parser.error("--samples must be at least 2")
 
@@ -186,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Server: Postgres {server.server_version} ({server.bindir}), TLS + SCRAM, "
                   f"{args.key_type.upper()} key, ready in {time.perf_counter() - started:.2f} s")
             print(f"URL: {server.url.replace(server.password, '***')}")
-            return run(server, args.samples)
+            return run(server, args.samples, args.smoke)
     finally:
         set_database_url(previous_url)
 
 
-def run(server: TlsPostgres, samples: int) -> int:
+def run(server: TlsPostgres, samples: int, smoke: bool) -> int:
     # A: the project's engine, as a function builds it at cold start. Its first connect is the
     # one warm-up (dialect initialisation, the TLS context is built): timed and shown apart.
     set_database_url(server.url)
@@ -202,13 +198,14 @@ def run(server: TlsPostgres, samples: int) -> int:
     first_connect = time.perf_counter() - t
 
     print("\nChecks (before timing):")
-    check_server_refuses_plain_tcp(server)
-    check_wrong_root_fails(server)  # its own engine, then DATABASE_URL is the right one again:
+    check = Checks()
+    check_server_refuses_plain_tcp(server, check)
+    check_wrong_root_fails(server, check)  # its own engine, then DATABASE_URL is the right one again:
     set_database_url(server.url)  # `engine` reads it at each connect, as a warm function does
     with engine.connect() as c:
         row = c.execute(text(SSL_ROW)).one()
-        print(f"  [{'ok' if row[0] else 'FAIL'}] A engine: pg_stat_ssl ssl={row[0]} {row[1]} {row[2]}; "
-              f"{describe_socket(c.connection.dbapi_connection)}")
+        check(row[0] is True, f"A engine: pg_stat_ssl ssl={row[0]} {row[1]} {row[2]}; "
+                              f"{describe_socket(c.connection.dbapi_connection)}")
 
     params = db.parse_database_url(server.url)
     reused = db.tls_context(params.tls, params.rootcert)
@@ -227,8 +224,7 @@ def run(server: TlsPostgres, samples: int) -> int:
             cursor = connection.cursor()
             cursor.execute(SSL_ROW)
             row = cursor.fetchone()
-            print(f"  [{'ok' if row[0] else 'FAIL'}] {label}: pg_stat_ssl ssl={row[0]} {row[1]}; "
-                  f"{describe_socket(connection)}")
+            check(row[0] is True, f"{label}: pg_stat_ssl ssl={row[0]} {row[1]}; {describe_socket(connection)}")
         finally:
             connection.close()
 
@@ -239,35 +235,29 @@ def run(server: TlsPostgres, samples: int) -> int:
         "C connect_once (no SQLAlchemy)": with_cursor(lambda: db.connect_once(params, timeout=10)),
         "D pg8000 + reused verified context": with_cursor(lambda: pg8000_connect(ssl_context=reused)),
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    print(f"\nTiming {samples} samples each, interleaved A, B, C, D, A, B, ...")
-    gc.collect()
+    print(f"\nTiming {samples} samples each, interleaved: every variant once a round, in a new shuffled order")
     loop_started = time.perf_counter()
-    for _ in range(samples):
-        for name, op in variants.items():
-            t = time.perf_counter()
-            op()
-            times[name].append(time.perf_counter() - t)
+    times = interleaved(variants, samples)
     loop_time = time.perf_counter() - loop_started
     default_ctx, our_ctx = time_context_builds(server.ca_path)
 
     print(f"\n{'connect + TLS + SCRAM + SELECT 1 + close':<40} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}  (ms)")
     medians = {}
     for name, values in times.items():
-        medians[name[0]] = statistics.median(values)
-        p90 = statistics.quantiles(values, n=10)[8]
-        print(f"{name:<40} {ms(medians[name[0]])} {ms(p90)} {ms(min(values))} {ms(max(values))}")
+        medians[name[0]] = median_ms(values)
+        print(f"{name:<40} {medians[name[0]]:8.2f} {p90_ms(values):8.2f} {ms(min(values))} {ms(max(values))}")
     print(f"{'A engine, first connect (dialect init)':<40} {ms(first_connect)}   (1 sample: the warm-up, run first)")
-    print()
-    print(f"B/A = {medians['B'] / medians['A']:.1f}x   (pg8000 defaults vs the project engine)")
-    print(f"A/C = {medians['A'] / medians['C']:.2f}x  (SQLAlchemy's share: A-C = {(medians['A'] - medians['C']) * 1000:.2f} ms)")
-    print(f"B-D = {(medians['B'] - medians['D']) * 1000:.1f} ms  (a new TLS context per connect; "
+    print(f"\nB-D = {medians['B'] - medians['D']:.1f} ms  (a new TLS context per connect; "
           f"ssl.create_default_context() alone: {default_ctx * 1000:.1f} ms, with our CA file: {our_ctx * 1000:.1f} ms)")
-    print(f"D-C = {(medians['D'] - medians['C']) * 1000:.1f} ms  (no TCP_NODELAY: delayed-ACK stall)")
+    print(f"D-C = {medians['D'] - medians['C']:.1f} ms  (no TCP_NODELAY: delayed-ACK stall)")
+    print_summary("RATIOS (medians)", [
+        Goal("B/A  pg8000 defaults vs the project engine", medians["B"] / medians["A"]),
+        Goal("A/C  SQLAlchemy's share", medians["A"] / medians["C"], note=f"A-C = {medians['A'] - medians['C']:.2f} ms"),
+    ], smoke=smoke)
     print(f"\nTimed loop: {loop_time:.1f} s. Machine shared and noisy: quote the medians, "
           "not the means or the extremes.")
-    return 0
+    return check.exit_status()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit(main))

@@ -1,12 +1,13 @@
 """GET /tasks at 1k, 100k and 1M tasks of one user: does a page cost the same at any size?
 
     .venv/bin/python bench/list.py [--samples 41] [--sizes 1000,100000,1000000]
+    .venv/bin/python bench/list.py --smoke     # 500 and 1,000 tasks, 1 sample: every path, seconds
 
 Issue 4's benchmark. What it does, in order:
 
 1. Creates a database of its own on 127.0.0.1:5432 (or, when nothing listens there, on a
    throwaway embedded Postgres), migrates it with the project's own `migrate()`, and drops
-   it at the end, also on Ctrl-C, SIGTERM or an error.
+   it at the end, also on Ctrl-C, SIGTERM or an error (bench/_support.py).
 2. Grows ONE table in steps: the benchmark user's tasks to 1k, measure, to 100k, measure,
    to 1M, measure; plus 10% as many tasks of 100 other users (owner filtering matters).
    Rows are made in SQL (`INSERT ... SELECT ... FROM generate_series`, 100k a statement)
@@ -43,16 +44,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +59,12 @@ from typing import Any
 os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "todo-api-bench")
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pg8000.native  # noqa: E402
+
+from bench._support import (  # noqa: E402
+    Goal, Scratch, add_smoke_flag, interleaved, main_exit, print_summary, scratch_database, schema_revision,
+)
 
 USER = "bench-user"
 CONTROL = "bench-control"  # 1,000 tasks from the first step on: the same-moment 1k reference
@@ -102,51 +100,6 @@ def log(message: str = "") -> None:
 
 
 # ------------------------------------------------------------------------- the database
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[dict[str, Any]]:
-    """Admin connection parameters: the server on 5432, else a throwaway embedded one."""
-    if _port_open("127.0.0.1", 5432):
-        yield {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-        return
-    from shared.local.embedded_postgres import EmbeddedPostgres
-
-    log("nothing listens on 127.0.0.1:5432: starting a throwaway embedded Postgres")
-    with EmbeddedPostgres.temporary() as server:
-        yield {"host": server.host, "port": server.port, "user": "postgres"}
-
-
-@contextlib.contextmanager
-def bench_database(server: dict[str, Any]) -> Iterator[str]:
-    """A fresh database migrated by the project's own code; dropped whatever happens."""
-    from shared import db
-
-    name = f"todo_bench_list_{uuid.uuid4().hex[:8]}"
-    admin = pg8000.native.Connection(**server, database="postgres")
-    admin.run(f"CREATE DATABASE {pg8000.native.identifier(name)}")
-    url = f"postgresql://{server['user']}@{server['host']}:{server['port']}/{name}"
-    os.environ["DATABASE_URL"] = url
-    db.reset()
-    try:
-        from shared.cli import migrate
-
-        migrate()
-        yield url
-    finally:
-        db.reset()
-        with contextlib.suppress(Exception):
-            admin.run(f"DROP DATABASE IF EXISTS {pg8000.native.identifier(name)} WITH (FORCE)")
-            log(f"dropped database {name}")
-        admin.close()
 
 
 def _words(words: list[str]) -> str:
@@ -416,17 +369,22 @@ def measure(runner: Runner, phase: Phase, samples: int, shuffle: random.Random) 
     everything = [*phase.cases.values(), *phase.control.values()]
     for case in everything:
         runner.check(case)  # also the warm-up call of each case
-    gc.collect()
-    for _ in range(samples):
-        order = everything[:]
-        shuffle.shuffle(order)
-        for case in order:
-            elapsed, response = runner.call(case)
-            if response["statusCode"] != 200:
-                raise SystemExit(f"{case.user} {case.sort} {case.depth}: HTTP {response['statusCode']} during the samples")
-            case.handler_ms.append(elapsed)
-            case.sql_ms.append(runner.sql(case)[0])
-        phase.connect_ms.append(runner.connect())
+
+    def handler(case: Case) -> float:
+        elapsed, response = runner.call(case)
+        if response["statusCode"] != 200:
+            raise SystemExit(f"{case.user} {case.sort} {case.depth}: HTTP {response['statusCode']} during the samples")
+        return elapsed / 1000
+
+    ops: dict[Any, Any] = {"connect": lambda: runner.connect() / 1000}
+    for index, case in enumerate(everything):
+        ops[(index, "handler")] = lambda case=case: handler(case)
+        ops[(index, "sql")] = lambda case=case: runner.sql(case)[0] / 1000
+    times = interleaved(ops, samples, shuffle)
+    phase.connect_ms = [t * 1000 for t in times["connect"]]
+    for index, case in enumerate(everything):
+        case.handler_ms = [t * 1000 for t in times[(index, "handler")]]
+        case.sql_ms = [t * 1000 for t in times[(index, "sql")]]
     for case in everything:
         runner.explain(case)
 
@@ -472,8 +430,9 @@ def _label(size: int) -> str:
     return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k" if size >= 1000 else str(size)
 
 
-def report(phases: list[Phase]) -> None:
+def report(phases: list[Phase], smoke: bool) -> None:
     first, last = phases[0], phases[-1]
+    goals: list[Goal] = []
     small, large = _label(first.size), _label(last.size)
     ctl = f"ctl@{large}"
     log()
@@ -494,12 +453,15 @@ def report(phases: list[Phase]) -> None:
         log(head)
         log("-" * len(head))
         met = met_same = 0
+        ratios, sames = [], []
         for sort, depth in case_keys():
             values = [median(getattr(p.cases[(sort, depth)], f"{kind}_ms")) for p in phases]
             control = median(getattr(last.control[(sort, depth)], f"{kind}_ms"))
             ratio, same = values[-1] / values[0], values[-1] / control
             met += ratio <= GOAL
             met_same += same <= GOAL
+            ratios.append(ratio)
+            sames.append(same)
             log(
                 f"{sort:<12} {depth:<7}" + "".join(f" {v:8.2f}" for v in values)
                 + f" {ratio:7.2f}  {'met' if ratio <= GOAL else 'NOT MET':<9} {control:8.2f} {same:7.2f}"
@@ -507,6 +469,10 @@ def report(phases: list[Phase]) -> None:
             )
         total = len(case_keys())
         log(f"{kind}: {met} of {total} within {GOAL}x by {large}/{small}; {met_same} of {total} by {large}/ctl")
+        goals += [
+            Goal(f"{kind} {large}/{small}, worst case", max(ratios), GOAL, note=f"{met} of {total} cases met"),
+            Goal(f"{kind} {large}/ctl, worst case", max(sames), GOAL, note=f"{met_same} of {total} cases met"),
+        ]
 
     log()
     log(f"drift check, per size: median over all {len(case_keys())} cases of the control user's handler call, and of a bare")
@@ -537,13 +503,10 @@ def report(phases: list[Phase]) -> None:
         log()
         log(f"slowest {large} case by SQL median: sort={slowest_sql.sort} {slowest_sql.depth}; its full plan:")
         log(slowest_sql.plan_text or "")
+    print_summary("GOALS (a page costs the same at any size)", goals, smoke=smoke)
 
 
 # --------------------------------------------------------------------------------- main
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -552,46 +515,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,100000,1000000", help="the user's task counts, growing")
     parser.add_argument("--noise", type=float, default=0.10, help="other users' tasks, as a fraction of the user's")
     parser.add_argument("--chunk", type=int, default=100_000, help="rows per INSERT statement")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.samples, args.sizes = 1, "500,1000"
     sizes = sorted(int(s) for s in args.sizes.split(","))
-
-    # SIGTERM as Ctrl-C: the `finally` blocks drop the database.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with `&` (SIG_IGN inherited)
     wall = time.perf_counter()
-    try:
-        with postgres_server() as server, bench_database(server) as url:
-            run(url, sizes, args)
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
+    with scratch_database("todo_bench_list") as db:
+        run(db, sizes, args)
     log()
     log(f"wall time {time.perf_counter() - wall:.1f} s")
     return 0
 
 
-def run(url: str, sizes: list[int], args: argparse.Namespace) -> None:
+def run(db: Scratch, sizes: list[int], args: argparse.Namespace) -> None:
     import platform
 
     from sqlalchemy import text
 
-    from shared.db import get_engine, parse_database_url
+    from shared.db import get_engine
 
-    params = parse_database_url(url)
-    sql = pg8000.native.Connection(params.user, host=params.host, port=params.port, database=params.database)
+    sql = db.connect()
     (version,), = sql.run("SHOW server_version")
     settings = dict(sql.run(
         "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN"
         " ('shared_buffers', 'work_mem', 'random_page_cost', 'effective_cache_size', 'jit')"
     ))  # fmt: skip
-    log(f"Postgres {version} at {params.host}:{params.port} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))});")
+    log(f"Postgres {version} at {db.server.where} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))});")
     log(f"Python {platform.python_version()}, {os.cpu_count()} cores; {args.samples} samples per case, interleaved;")
     log(f"Pages of {PAGE}. page1: no cursor; middle: the page after row live/2 of that sort's order; nulls (due_at")
     log("sorts only): the page after row 0.85*live, inside the tail of tasks without due_at. Cursors are made from")
     log("that row's sort value as the database computes it, signed with list_tasks's binding.")
     log("Table grown in place, all indexes present; VACUUM ANALYZE after each step (what autovacuum converges to).")
-    (revision,), = sql.run("SELECT version_num FROM alembic_version")
-    log(f"Schema: migrated by shared.cli.migrate() to revision {revision} (whatever infra/migrations holds now).")
+    log(f"Schema: migrated by shared.cli.migrate() to revision {schema_revision(sql)} (whatever infra/migrations holds now).")
     builder = Builder(sql, args.chunk, args.noise)
     builder.setup()
 
@@ -626,8 +582,8 @@ def run(url: str, sizes: list[int], args: argparse.Namespace) -> None:
         runner.close()
         kept.close()
         sql.close()
-    report(phases)
+    report(phases, args.smoke)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit(main))

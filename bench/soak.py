@@ -1,12 +1,14 @@
 """Soak: many concurrent clients of many users against `todo-api serve`, then the database audited.
 
     .venv/bin/python bench/soak.py [--duration 180] [--clients 40] [--users 50] [--seed 1]
+    .venv/bin/python bench/soak.py --smoke     # 4 s, 6 clients, 3 users: every check, seconds
 
 Issue "Faults, fuzzing, load and the deployed shape". What it does, in order:
 
-1. A database of its own (`todo_soak_<random>`) on the Postgres at 127.0.0.1:5432, or on a
-   throwaway embedded Postgres when nothing listens there; a temporary TODO_API_LOCAL_DIR
-   (the local issuer's key). `todo-api serve` is started as a subprocess on a free loopback
+1. A database of its own (`todo_soak_<random>`, bench/_support.py) on the Postgres at
+   127.0.0.1:5432, or on a throwaway embedded Postgres when nothing listens there; a temporary
+   TODO_API_LOCAL_DIR (the local issuer's key). `todo-api serve` is started as a subprocess
+   (shared/local/serve_process.py, the launcher tests/e2e uses too) on a free loopback
    port with DATABASE_URL pointing at that database (serve migrates it); its stdout and
    stderr (the gateway's request log line per call, the functions' Powertools lines) go to
    one temporary file. The script waits for `/health`.
@@ -50,31 +52,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pg8000.native
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._support import SMOKE_NOTE, Scratch, add_smoke_flag, main_exit, scratch_database  # noqa: E402
+from shared.local.serve_process import ServeFailed, ServeProcess, clean_env  # noqa: E402
 
 START_TIMEOUT = 60.0
 KEEPALIVE_EXPIRY = 2.0  # seconds; below uvicorn's timeout_keep_alive (5 s), which serve keeps
@@ -93,125 +89,6 @@ def log(message: str = "") -> None:
 # ------------------------------------------------------------------------- infrastructure
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[dict[str, Any]]:
-    """Admin connection parameters: the server on 5432, else a throwaway embedded one."""
-    if _port_open("127.0.0.1", 5432):
-        yield {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-        return
-    from shared.local.embedded_postgres import EmbeddedPostgres
-
-    log("nothing listens on 127.0.0.1:5432: starting a throwaway embedded Postgres")
-    with EmbeddedPostgres.temporary() as server:
-        yield {"host": server.host, "port": server.port, "user": "postgres"}
-
-
-@contextlib.contextmanager
-def soak_database(server: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """An empty database of our own (serve migrates it); dropped whatever happens."""
-    name = f"todo_soak_{uuid.uuid4().hex[:8]}"
-    admin = pg8000.native.Connection(**server, database="postgres")  # autocommit
-    admin.run(f"CREATE DATABASE {pg8000.native.identifier(name)}")
-    try:
-        yield {**server, "database": name}
-    finally:
-        try:
-            admin.run(f"DROP DATABASE IF EXISTS {pg8000.native.identifier(name)} WITH (FORCE)")
-            log(f"dropped database {name}")
-        except Exception as error:  # noqa: BLE001 - report, never mask the original error
-            log(f"could not drop database {name}: {error}")
-        admin.close()
-
-
-def _todo_api_command() -> list[str]:
-    script = Path(sys.executable).parent / "todo-api"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "shared.cli"]
-
-
-class ServeProcess:
-    """`todo-api serve` on a free loopback port; stdout and stderr into one log file."""
-
-    def __init__(self, database_url: str, local_dir: Path, log_path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "CORS_ALLOW_ORIGINS")
-        }
-        env.update(DATABASE_URL=database_url, TODO_API_LOCAL_DIR=str(local_dir), PYTHONUNBUFFERED="1")
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as out:
-            self.process = subprocess.Popen(
-                [*_todo_api_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=REPO,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # our Ctrl-C is ours: we stop it ourselves, in order
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"serve did not answer /health within {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
-
-    def cpu_seconds(self) -> float | None:
-        """user + system CPU of the serve process so far (Linux /proc)."""
-        if self.process is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return None
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"serve ignored SIGTERM for {timeout:.0f} s: SIGKILL")
-                process.kill()
-                process.wait(10)
-        return process.returncode
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 def _proc_stat(pid: int) -> list[str] | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -219,10 +96,10 @@ def _proc_stat(pid: int) -> list[str] | None:
         return None
 
 
-def postmaster_pid(server: dict[str, Any], database: str) -> int | None:
+def postmaster_pid(db: Scratch) -> int | None:
     """The Postgres server's main process: the parent of our own backend."""
     try:
-        connection = pg8000.native.Connection(**server, database=database)
+        connection = db.connect()
         try:
             backend = connection.run("SELECT pg_backend_pid()")[0][0]
         finally:
@@ -972,10 +849,10 @@ class Audit:
     idempotent_ok: int = 0
 
 
-def audit(soak: Soak, database: dict[str, Any]) -> Audit:
+def audit(soak: Soak, db: Scratch) -> Audit:
     """The database against every user's tally."""
     result = Audit()
-    connection = pg8000.native.Connection(**database)
+    connection = db.connect()
     try:
         rows = connection.run(
             "SELECT id::text, user_id, title, description, completed, version, deleted_at IS NOT NULL FROM tasks"
@@ -1125,6 +1002,7 @@ def report(
     serve: ServeProcess,
     cpu: dict[str, float | None],
     wall_load: float,
+    smoke: bool = False,
 ) -> bool:
     s = soak.stats
     elapsed = soak.elapsed or 1e-9
@@ -1157,7 +1035,7 @@ def report(
         f"  this script's event-loop lag (inside every figure above): p50 {percentile(lags, 50) * 1000:.1f} ms, "
         f"p99 {percentile(lags, 99) * 1000:.1f} ms, max {lags[-1] * 1000 if lags else 0:.1f} ms"
     )
-    per_function, server_statuses, server_errors = server_log_summary(serve.log_path)
+    per_function, server_statuses, server_errors = server_log_summary(serve.stdout_path)
     log()
     log("gateway-side latency per function (ms; its log line: authorizer + handler, queueing for a worker included):")
     log(f"  {'function':<40} {'count':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}")
@@ -1225,11 +1103,11 @@ def report(
     show("transport errors", s.transport)
     if s.server_errors:
         log()
-        log(f"5xx, with the server log around each (first 5 of {five}; log {serve.log_path}):")
+        log(f"5xx, with the server log around each (first 5 of {five}; log {serve.stdout_path}):")
         for error in s.server_errors[:5]:
             log(f"--- {error['status']} at {error['at']:.1f} s: {error['request']} ({error['route']}) request id {error['request_id']}")
             log(f"    body: {error['body']}")
-            for line in context_lines(serve.log_path, error["request_id"]):
+            for line in context_lines(serve.stdout_path, error["request_id"]):
                 log(f"    | {line}")
     show("server log ERROR / Traceback lines", server_errors, 20)
 
@@ -1245,6 +1123,8 @@ def report(
         or result.duplicates
     )
     log()
+    if smoke:
+        log(f"({SMOKE_NOTE}; the checks still count)")
     log(
         "RESULT: "
         + ("FAIL" if failed else "PASS")
@@ -1258,10 +1138,6 @@ def report(
 # --------------------------------------------------------------------------------- main
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of load (default 180)")
@@ -1270,12 +1146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think-ms", type=float, default=0.0, help="mean pause between a client's operations (default 0)")
     parser.add_argument("--seed", type=int, default=1, help="the operation mix's random seed (default 1)")
     parser.add_argument("--keep-log", action="store_true", help="keep serve's log even when the run passes")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.clients, args.users = 4.0, 6, 3
     if args.duration <= 0 or args.clients < 1 or args.users < 1:
         parser.error("--duration, --clients and --users must be positive")
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with `&`
     for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL"):
         os.environ.pop(name, None)  # the tokens are the local issuer's, as serve trusts it
     wall = time.perf_counter()
@@ -1284,61 +1161,32 @@ def main(argv: list[str] | None = None) -> int:
     local_dir = work / "local"
     local_dir.mkdir(mode=0o755)
     os.environ["TODO_API_LOCAL_DIR"] = str(local_dir)
-    log_path = work / "serve.log"
+    serve: ServeProcess | None = None
     passed = False
     keep = args.keep_log
     try:
-        with postgres_server() as server, soak_database(server) as database:
-            url = f"postgresql://{database['user']}@{database['host']}:{database['port']}/{database['database']}"
-            serve = ServeProcess(url, local_dir, log_path)
+        with scratch_database("todo_soak", migrated=False) as db:  # serve migrates it
+            serve = ServeProcess(clean_env(local_dir, DATABASE_URL=db.url), log_dir=work, merged=True, own_session=True)
             try:
                 started = time.perf_counter()
                 serve.start()
                 log(
                     f"serve (pid {serve.process.pid if serve.process else '?'}) answers on {serve.url} after "
-                    f"{time.perf_counter() - started:.1f} s; database {database['database']} on {database['host']}:{database['port']}"
+                    f"{time.perf_counter() - started:.1f} s; database {db.name} on {db.server.where}"
                 )
-                from shared.local import keys
-
-                ttl = int(args.duration) + 3600
-                users = [
-                    UserState(sub, keys.mint_token(sub, ttl=ttl, email=f"{sub}@soak.example"))
-                    for sub in (f"soak-user-{i:03d}" for i in range(args.users))
-                ]
-                soak = Soak(serve.url, users, args)
-                log(f"running {args.clients} clients over {args.users} users for {args.duration:g} s ...")
-                postmaster = postmaster_pid(server, database["database"])
-                serve_cpu0, client_cpu0, machine0 = serve.cpu_seconds(), time.process_time(), _machine_busy()
-                pg_cpu0 = postgres_cpu(postmaster)
-                try:
-                    asyncio.run(soak.run())
-                finally:
-                    serve_cpu1, client_cpu1, machine1 = serve.cpu_seconds(), time.process_time(), _machine_busy()
-                    pg_cpu1 = postgres_cpu(postmaster)
-                cpu: dict[str, float | None] = {
-                    "serve": serve_cpu1 - serve_cpu0 if serve_cpu0 is not None and serve_cpu1 is not None else None,
-                    "client": client_cpu1 - client_cpu0,
-                    "postgres": pg_cpu1 - pg_cpu0 if pg_cpu0 is not None and pg_cpu1 is not None else None,
-                    "machine": (
-                        (machine1[0] - machine0[0]) / (machine1[1] - machine0[1]) * (os.cpu_count() or 1)
-                        if machine0 and machine1 and machine1[1] > machine0[1]
-                        else None
-                    ),
-                }
-                log("load done; auditing the database ...")
-                result = audit(soak, database)
-                passed = report(soak, result, serve, cpu, os.getloadavg()[0])
+                passed = load_and_audit(serve, db, args)
             finally:
-                code = serve.stop()
-                log(f"serve stopped (exit code {code})")
+                try:
+                    log(f"serve stopped (exit code {serve.stop()})")
+                except ServeFailed as error:
+                    log(f"serve had to be killed: {error}")
     except KeyboardInterrupt:
         log("interrupted")
-        keep = keep or log_path.exists()
+        keep = True
         return 130
     finally:
-        if not passed:
-            keep = True
-        if keep and log_path.exists():
+        log_path = serve.stdout_path if serve is not None else None
+        if (keep or not passed) and log_path is not None and log_path.exists():
             kept = Path(tempfile.gettempdir()) / f"todo-soak-serve-{time.strftime('%Y%m%d-%H%M%S')}.log"
             shutil.move(str(log_path), kept)
             log(f"serve's log kept at {kept}")
@@ -1347,5 +1195,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if passed else 1
 
 
+def load_and_audit(serve: ServeProcess, db: Scratch, args: argparse.Namespace) -> bool:
+    """The clients' load against `serve`, then the database audited; whether it all passed."""
+    from shared.local import keys
+
+    ttl = int(args.duration) + 3600
+    users = [
+        UserState(sub, keys.mint_token(sub, ttl=ttl, email=f"{sub}@soak.example"))
+        for sub in (f"soak-user-{i:03d}" for i in range(args.users))
+    ]
+    soak = Soak(serve.url, users, args)
+    log(f"running {args.clients} clients over {args.users} users for {args.duration:g} s ...")
+    postmaster = postmaster_pid(db)
+    serve_cpu0, client_cpu0, machine0 = serve.cpu_seconds(), time.process_time(), _machine_busy()
+    pg_cpu0 = postgres_cpu(postmaster)
+    try:
+        asyncio.run(soak.run())
+    finally:
+        serve_cpu1, client_cpu1, machine1 = serve.cpu_seconds(), time.process_time(), _machine_busy()
+        pg_cpu1 = postgres_cpu(postmaster)
+    cpu: dict[str, float | None] = {
+        "serve": serve_cpu1 - serve_cpu0 if serve_cpu0 is not None and serve_cpu1 is not None else None,
+        "client": client_cpu1 - client_cpu0,
+        "postgres": pg_cpu1 - pg_cpu0 if pg_cpu0 is not None and pg_cpu1 is not None else None,
+        "machine": (
+            (machine1[0] - machine0[0]) / (machine1[1] - machine0[1]) * (os.cpu_count() or 1)
+            if machine0 and machine1 and machine1[1] > machine0[1]
+            else None
+        ),
+    }
+    log("load done; auditing the database ...")
+    result = audit(soak, db)
+    return report(soak, result, serve, cpu, os.getloadavg()[0], args.smoke)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit(main))
