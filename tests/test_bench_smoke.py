@@ -1,0 +1,60 @@
+"""Every benchmark in bench/ still runs: each script's `--smoke` mode, as a subprocess.
+
+A smoke run is tiny (a few hundred rows, 1-3 samples, a few seconds of load) but goes
+through every code path and every correctness check of the script: a script that no longer
+runs, or whose checks fail, fails here. No timing figure is judged (bench/README.md).
+The scripts make and drop their own databases (bench/_support.py) and servers.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shared.template import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench"
+# Not scripts: the shared helpers, and pg_tls.py (a library; tests/shared/test_tls.py).
+NOT_SCRIPTS = {"__init__.py", "_support.py", "pg_tls.py"}
+SCRIPTS = ["cleanup.py", "connect.py", "list.py", "round_trips.py", "run.py", "soak.py"]
+NEEDS_SERVER_BINARIES = {"connect.py", "round_trips.py", "run.py"}  # their own TLS Postgres (bench/pg_tls.py)
+TIMEOUT = 300
+
+
+def server_binaries() -> bool:
+    """What bench/pg_tls.py starts its server from: pg_config's bindir or a Debian one."""
+    return bool(shutil.which("pg_config") or glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+def test_every_bench_script_has_a_smoke_test():
+    found = sorted(path.rsplit("/", 1)[-1] for path in glob.glob(str(BENCH / "*.py")))
+    assert sorted(set(found) - NOT_SCRIPTS) == sorted(SCRIPTS), "list every bench script in SCRIPTS"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_smoke(script: str):
+    if script in NEEDS_SERVER_BINARIES and not server_binaries():
+        pytest.skip("no Postgres server binaries (initdb) for bench/pg_tls.py")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / script), "--smoke"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # SIGTERM: the script still drops its database and stops its servers
+        stdout, stderr = process.communicate(timeout=60)
+        pytest.fail(f"bench/{script} --smoke ran over {TIMEOUT} s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    output = f"--- stdout\n{stdout[-6000:]}\n--- stderr\n{stderr[-6000:]}"
+    assert process.returncode == 0, f"bench/{script} --smoke exited {process.returncode}\n{output}"
+    assert "SMOKE RUN" in stdout, f"bench/{script} did not run in smoke mode\n{output}"
+    print(f"bench/{script} --smoke: {time.monotonic() - started:.1f} s")
