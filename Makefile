@@ -17,5 +17,18 @@ $(VENV)/.installed: pyproject.toml
 serve: install
 	$(BIN)/todo-api serve
 
+# Then the pooler pass: the modules marked `pooler` again, the application's connections
+# through a private PgBouncer in transaction mode (tests/conftest.py). Both passes always
+# run; the target fails when either does.
+PGBOUNCER ?= $(shell PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v pgbouncer)
+
 test: install
-	$(BIN)/python -m pytest
+	@status=0; \
+	$(BIN)/python -m pytest || status=$$?; \
+	if [ -n "$(PGBOUNCER)" ]; then \
+		echo "== pooler pass: the tests marked pooler again, through PgBouncer (transaction mode)"; \
+		PGBOUNCER="$(PGBOUNCER)" TEST_DATABASE_VIA=pgbouncer $(BIN)/python -m pytest -m pooler || status=$$?; \
+	else \
+		echo "== pooler pass skipped: pgbouncer is not installed (apt-get install pgbouncer; CI installs it)"; \
+	fi; \
+	exit $$status

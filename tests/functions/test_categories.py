@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 
 def test_create_returns_201_with_location_and_no_tasks(api, alice):
     reply = api.post("/api/me/categories", user=alice, json={"name": "  Work ", "color": "#A1b2C3"})

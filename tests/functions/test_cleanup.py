@@ -28,6 +28,10 @@ from shared import cleanup, db
 from shared.cli import FakeLambdaContext
 from shared.observability import metrics
 from shared.template import REPO_ROOT, functions
+from tests.conftest import database_url_set, server_url
+
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
 
 EVENT = json.loads((REPO_ROOT / "events" / "Cleanup.json").read_text())
 RETENTION = "make_interval(hours => 24 * 30)"  # TRASH_RETENTION_DAYS' default, as the cleanup counts it
@@ -37,31 +41,34 @@ RETENTION = "make_interval(hours => 24 * 30)"  # TRASH_RETENTION_DAYS' default, 
 
 
 @pytest.fixture(scope="module")
-def cleanup_database(postgres_server: dict[str, Any], database_url: str) -> Iterator[str]:
-    """A fresh migrated database for this module; DATABASE_URL points at it meanwhile."""
+def cleanup_database_name(postgres_server: dict[str, Any], database_url: str) -> Iterator[str]:
+    """A fresh database for this module, migrated directly on the server."""
     name = f"todo_cleanup_{uuid.uuid4().hex[:10]}"
     admin = pg8000.native.Connection(**postgres_server, database="postgres")
     admin.run(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://{postgres_server['user']}@{postgres_server['host']}:{postgres_server['port']}/{name}"
-    os.environ["DATABASE_URL"] = url
-    db.reset()
     try:
         from shared.cli import migrate
 
-        migrate()
-        yield url
+        with database_url_set(server_url(postgres_server, name)):
+            migrate()
+        yield name
     finally:
-        os.environ["DATABASE_URL"] = database_url
-        db.reset()
         admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
 
 
+@pytest.fixture(scope="module")
+def cleanup_database(cleanup_database_name: str, app_url: Callable[[str], str]) -> Iterator[str]:
+    """DATABASE_URL points at this module's database meanwhile (through the pooler in the
+    pooler pass, as the run's own database)."""
+    with database_url_set(app_url(cleanup_database_name)) as url:
+        yield url
+
+
 @pytest.fixture
-def sql(cleanup_database: str) -> Iterator[pg8000.native.Connection]:
+def sql(postgres_server: dict[str, Any], cleanup_database_name: str, cleanup_database: str) -> Iterator[pg8000.native.Connection]:
     """A direct connection to this module's database, emptied first."""
-    params = db.parse_database_url(cleanup_database)
-    connection = pg8000.native.Connection(params.user, host=params.host, port=params.port, database=params.database)
+    connection = pg8000.native.Connection(**postgres_server, database=cleanup_database_name)
     connection.run("TRUNCATE tasks, categories, idempotency_keys, users")
     yield connection
     connection.close()
@@ -223,10 +230,9 @@ def test_the_rule_is_fixed_when_the_run_starts(sql, alice, retention_days, batch
     assert not before & task_ids(sql)
 
 
-def test_a_row_held_by_a_restore_in_progress_is_skipped_not_waited_for(sql, alice, cleanup_database):
+def test_a_row_held_by_a_restore_in_progress_is_skipped_not_waited_for(sql, alice, postgres_server, cleanup_database_name):
     expired = sorted(add_tasks(sql, alice, 5, f"now() - {RETENTION} - interval '1 day'"))
-    params = db.parse_database_url(cleanup_database)
-    restore = pg8000.native.Connection(params.user, host=params.host, port=params.port, database=params.database)
+    restore = pg8000.native.Connection(**postgres_server, database=cleanup_database_name)
     try:
         restore.run("BEGIN")
         restore.run("UPDATE tasks SET deleted_at = NULL WHERE id = CAST(:id AS uuid)", id=expired[0])

@@ -65,6 +65,7 @@ def leftovers(run: Any, user: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- the server goes away and back
+# Not in the pooler pass: these restart a private server of their own and reach it directly.
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +154,7 @@ def test_a_write_refused_while_the_server_is_down_leaves_nothing_once_it_is_back
 # -------------------------------------------------------- a connection killed mid-transaction
 
 
+@pytest.mark.pooler  # behind pgbouncer too: it relays the killed server connection's error
 def test_a_connection_killed_between_statements_of_a_write_commits_nothing(api, sql, alice, monkeypatch):
     """POST with an Idempotency-Key: the user row and the key's claim are written, then the
     connection is terminated just before the task's INSERT."""
@@ -209,6 +211,7 @@ def _kill_when_waiting_on_a_lock(database_url: str, killed: list[Any]) -> thread
     return thread
 
 
+@pytest.mark.pooler  # behind pgbouncer too: it relays the killed server connection's error
 def test_a_connection_killed_during_a_statement_commits_nothing(api, sql, alice, database_url):
     """PATCH .../complete with an Idempotency-Key: the key is claimed, then the task's
     SELECT ... FOR UPDATE waits on a lock held here, and its backend is terminated."""
@@ -237,6 +240,7 @@ def test_a_connection_killed_during_a_statement_commits_nothing(api, sql, alice,
 # ------------------------------------------------------------------------ statement timeout
 
 
+@pytest.mark.pooler
 def test_a_statement_ended_by_the_statement_timeout_is_a_clean_503(api, sql, alice, monkeypatch):
     task = api.create_task(alice, title="before")
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "0.3")

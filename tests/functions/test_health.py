@@ -8,6 +8,9 @@ import pytest
 
 from shared import db
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 
 def test_health_is_ok_without_a_token(api):
     reply = api.get("/health", user=None)

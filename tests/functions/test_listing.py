@@ -13,6 +13,9 @@ from sqlalchemy.dialects import postgresql
 
 from shared.task_listing import TaskFilters, page_query
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 SORTS = ["created_at", "updated_at", "due_at", "priority", "title"]
 PRIORITY_RANK = {"low": 0, "medium": 1, "high": 2}
 BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -16,6 +16,9 @@ import pytest
 
 from shared.template import http_routes
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 PROTECTED = [(route.method, route.path) for route, _ in http_routes() if not route.public]
 VALID_BODIES = {
     ("POST", "/api/{user_id}/tasks"): {"title": "written by the caller"},

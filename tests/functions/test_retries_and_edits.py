@@ -12,6 +12,9 @@ import pytest
 
 from shared.idempotency import IN_FLIGHT_WAIT_MS
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 
 def concurrently(count: int, call):
     """Runs `call(i)` in `count` threads released at the same moment."""

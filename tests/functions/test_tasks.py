@@ -8,6 +8,9 @@ from datetime import datetime
 
 import pytest
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 
 def tasks_path(user: str, task_id: str | None = None, suffix: str = "") -> str:
     return f"/api/{user}/tasks" + (f"/{task_id}" if task_id else "") + suffix

@@ -8,6 +8,9 @@ from sqlalchemy import exc, text
 
 from shared.db import transaction
 
+# Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
+pytestmark = pytest.mark.pooler
+
 
 @pytest.fixture
 def two_users(api, alice, bob):
