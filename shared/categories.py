@@ -1,124 +1,132 @@
-"""Categories: per-user names, unique case-insensitively; deleting one uncategorises its tasks."""
+"""Categories: per-user names, unique case-insensitively; deleting one uncategorises its tasks.
+
+Each request is one flight of one statement (shared/db.py); `task_count` is a column of it.
+"""
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
-
-from sqlalchemy import exc, func, tuple_, update
-from sqlmodel import Session, col, select
 
 from shared.auth import Caller
-from shared.db import constraint_of, transaction
+from shared.db import QueryFailed, Sql, flight
 from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.idempotency import IdempotencyKey, Outcome, run_once
-from shared.models import Category, CategoryCreate, CategoryPage, CategoryPublic, CategoryUpdate, Task
-from shared.pagination import decode_cursor, encode_cursor
+from shared.idempotency import IdempotencyKey, Outcome, key_params, remember_sql, run_once
+from shared.models import CategoryCreate, CategoryPage, CategoryPublic, CategoryUpdate
+from shared.pagination import decode_cursor
+from shared.records import Field, checked_outcome, page_of, parse_id, versioned_write, write_values
 from shared.users import ensure_user
 
 _UNIQUE_NAME = "uq_categories_user_lower_name"
+_COLUMNS = "id, name, color, created_at, updated_at, version"
+# Live tasks only: a trashed task is invisible everywhere but the trash.
+_TASK_COUNT = "(SELECT count(*) FROM tasks WHERE tasks.user_id = c.user_id AND tasks.category_id = c.id AND tasks.deleted_at IS NULL)"
 
-
-def _parse_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound("No such category.") from None
-
-
-def _load(session: Session, caller: Caller, category_id: str, *, lock: bool = False) -> Category:
-    statement = select(Category).where(Category.user_id == caller.user_id, Category.id == _parse_id(category_id))
-    category = session.exec(statement.with_for_update() if lock else statement).first()
-    if category is None:
-        raise NotFound("No such category.")
-    return category
-
-
-def _task_count_of(caller: Caller, category_id: Any):
-    return (
-        select(func.count())
-        .select_from(Task)
-        .where(Task.user_id == caller.user_id, Task.category_id == category_id, col(Task.deleted_at).is_(None))
-        .scalar_subquery()
+_CREATE = Sql(
+    f"""
+    WITH outcome AS (
+        INSERT INTO categories (id, user_id, name, color, created_at, updated_at)
+        VALUES (:id::uuid, :user_id, :name, :color, :now::timestamptz, :now::timestamptz)
+        RETURNING {_COLUMNS}, 0 AS task_count
+    ){remember_sql(201)}
+    SELECT * FROM outcome
+    """
+)
+_GET = Sql(f"SELECT {_COLUMNS}, {_TASK_COUNT} AS task_count FROM categories c WHERE user_id = :user_id AND id = :id::uuid")
+_FIELDS = (Field("name", "varchar"), Field("color", "varchar"))
+_UPDATE = Sql(
+    versioned_write("categories", _FIELDS) + f" SELECT c.changed, {', '.join('c.' + n for n in _COLUMNS.split(', '))},"
+    f" {_TASK_COUNT} AS task_count FROM outcome c"
+)
+# Its tasks (trashed ones too) become uncategorised, and their version moves on; the
+# foreign key's own ON DELETE SET NULL then finds nothing left to do.
+_DELETE = Sql(
+    """
+    WITH target AS (
+        SELECT id, version FROM categories WHERE user_id = :user_id AND id = :id::uuid FOR UPDATE
+    ), gone AS (
+        DELETE FROM categories c USING target t
+        WHERE c.id = t.id AND (:if_match::int IS NULL OR t.version = :if_match::int) RETURNING c.id
+    ), uncategorised AS (
+        UPDATE tasks SET category_id = NULL, updated_at = :now::timestamptz, version = version + 1
+        WHERE user_id = :user_id AND category_id IN (SELECT id FROM gone)
     )
+    SELECT t.version, EXISTS (SELECT FROM gone) AS changed FROM target t
+    """
+)
+_PAGE = {
+    after: Sql(
+        f"""
+        SELECT {_COLUMNS}, {_TASK_COUNT} AS task_count, name_key FROM categories c
+        WHERE user_id = :user_id {"AND name_key > :after_name::text" if after else ""}
+        ORDER BY name_key LIMIT :limit::int
+        """
+    )
+    for after in (False, True)
+}
 
 
-def _public(session: Session, caller: Caller, category: Category) -> CategoryPublic:
-    count = session.exec(select(_task_count_of(caller, category.id))).one()
-    return CategoryPublic.of(category, count)
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
-def _flush_unique(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except exc.IntegrityError as error:
-        if constraint_of(error) == _UNIQUE_NAME:
-            raise Conflict(f"You already have a category named {name!r}.") from None
-        raise
+def _unique_name(failed: QueryFailed, name: str | None) -> None:
+    if failed.constraint == _UNIQUE_NAME:
+        raise Conflict(f"You already have a category named {name!r}.") from None
+    raise failed
 
 
 def create_category(
     *, caller: Caller, data: CategoryCreate, idempotency: IdempotencyKey | None = None
 ) -> Outcome[CategoryPublic]:
-    now = datetime.now(timezone.utc)
-    with transaction(caller.user_id) as session:
-        ensure_user(session, caller)
-
-        def create() -> CategoryPublic:
-            category = Category(user_id=caller.user_id, **data.model_dump(), created_at=now, updated_at=now)
-            session.add(category)
-            _flush_unique(session, category.name)
-            return CategoryPublic.of(category, 0)
-
-        return run_once(session, caller.user_id, idempotency, 201, CategoryPublic, create)
+    insert = _CREATE(id=uuid.uuid4(), user_id=caller.user_id, now=_now(), **data.model_dump(), **key_params(idempotency))
+    try:
+        return run_once(
+            user_id=caller.user_id,
+            idempotency=idempotency,
+            queries=[ensure_user(caller), insert],
+            read=lambda results: CategoryPublic.of(results[1].rows[0]),
+            model=CategoryPublic,
+        )
+    except QueryFailed as failed:
+        _unique_name(failed, data.name)
+        raise
 
 
 def get_category(*, caller: Caller, category_id: str) -> CategoryPublic:
-    with transaction(caller.user_id) as session:
-        return _public(session, caller, _load(session, caller, category_id))
+    (result,) = flight(_GET(user_id=caller.user_id, id=parse_id(category_id, "category")), user_id=caller.user_id)
+    if result.first() is None:
+        raise NotFound("No such category.")
+    return CategoryPublic.of(result.rows[0])
 
 
 def update_category(*, caller: Caller, category_id: str, data: CategoryUpdate, if_match: int | None = None) -> CategoryPublic:
-    with transaction(caller.user_id) as session:
-        category = _load(session, caller, category_id, lock=True)
-        if if_match is not None and category.version != if_match:
-            raise PreconditionFailed("The category has changed since that version.", current_version=category.version)
-        changed = {k: v for k, v in data.model_dump(exclude_unset=True).items() if getattr(category, k) != v}
-        if changed:
-            for name, value in changed.items():
-                setattr(category, name, value)
-            category.updated_at = datetime.now(timezone.utc)
-            category.version += 1
-            _flush_unique(session, category.name)
-        return _public(session, caller, category)
+    values = data.model_dump(exclude_unset=True)
+    query = _UPDATE(
+        user_id=caller.user_id, id=parse_id(category_id, "category"), if_match=if_match, now=_now(), **write_values(_FIELDS, values)
+    )
+    try:
+        (result,) = flight(query, user_id=caller.user_id)
+    except QueryFailed as failed:
+        _unique_name(failed, values.get("name"))
+        raise
+    return CategoryPublic.of(checked_outcome(result.first(), if_match=if_match, what="category"))
 
 
 def delete_category(*, caller: Caller, category_id: str, if_match: int | None = None) -> None:
-    """Its tasks (trashed ones too) become uncategorised, and their version moves on."""
-    now = datetime.now(timezone.utc)
-    with transaction(caller.user_id) as session:
-        category = _load(session, caller, category_id, lock=True)
-        if if_match is not None and category.version != if_match:
-            raise PreconditionFailed("The category has changed since that version.", current_version=category.version)
-        session.execute(
-            update(Task)
-            .where(Task.user_id == caller.user_id, Task.category_id == category.id)
-            .values(category_id=None, updated_at=now, version=Task.version + 1)
-        )
-        session.delete(category)
+    query = _DELETE(user_id=caller.user_id, id=parse_id(category_id, "category"), if_match=if_match, now=_now())
+    (result,) = flight(query, user_id=caller.user_id)
+    row = result.first()
+    if row is None:
+        raise NotFound("No such category.")
+    if not row["changed"]:
+        raise PreconditionFailed("The category has changed since that version.", current_version=row["version"])
 
 
 def list_categories(*, caller: Caller, limit: int = 50, cursor: str | None = None) -> CategoryPage:
-    """By name case-insensitively, then id; keyset-paged."""
+    """By name case-insensitively (unique per user, so no tie); keyset-paged."""
     binding = {"list": "categories", "user": caller.user_id, "sort": "name"}
-    lower_name = func.lower(Category.name)
-    statement = select(Category, _task_count_of(caller, Category.id), lower_name).where(Category.user_id == caller.user_id)
-    if cursor is not None:
-        last_name, last_id = decode_cursor(cursor, binding)
-        statement = statement.where(tuple_(lower_name, Category.id) > (last_name, uuid.UUID(last_id)))
-    statement = statement.order_by(lower_name, Category.id).limit(limit + 1)
-    with transaction(caller.user_id) as session:
-        rows = session.exec(statement).all()
-    page, more = rows[:limit], len(rows) > limit
+    after = decode_cursor(cursor, binding) if cursor is not None else None
+    query = _PAGE[after is not None](user_id=caller.user_id, limit=limit + 1, **({"after_name": after[0]} if after else {}))
+    (result,) = flight(query, user_id=caller.user_id)
     # The cursor keeps the database's own lower(name): Python's may differ beyond ASCII.
-    next_cursor = encode_cursor([page[-1][2], page[-1][0].id], binding) if more else None
-    return CategoryPage(items=[CategoryPublic.of(category, count) for category, count, _ in page], next_cursor=next_cursor)
+    page, next_cursor = page_of(result.rows, limit, binding, lambda row: [row["name_key"], row["id"]])
+    return CategoryPage(items=[CategoryPublic.of(row) for row in page], next_cursor=next_cursor)

@@ -28,9 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from sqlalchemy import TextClause, text
-
-from shared.db import CLEANUP_ROLE, transaction
+from shared.db import CLEANUP_ROLE, Sql, flight
 from shared.observability import logger, metrics
 from shared.settings import get_settings
 
@@ -40,14 +38,14 @@ BATCH_SIZE = 5000
 STOP_MARGIN_MS = 3000
 SLOWEST_BATCH_FACTOR = 3
 
-_CUTOFFS = text("SELECT now() - :days * interval '24 hours', now()")
+_CUTOFFS = Sql("SELECT now() - :days::int * interval '24 hours' AS trash_cutoff, now() AS now")
 
 
 @dataclass(frozen=True)
 class _Kind:
     key: str  # its count in the result
     metric: str
-    delete: TextClause  # one batch: (count, last value deleted) for :cutoff, :floor, :n
+    delete: Sql  # one batch: (count, last value deleted) for :cutoff, :floor, :n
 
 
 # Each batch walks the rule's index in order from where the previous one stopped (:floor),
@@ -59,38 +57,38 @@ class _Kind:
 _TASKS = _Kind(
     key="tasks_deleted",
     metric="CleanupTasksDeleted",
-    delete=text(
+    delete=Sql(
         """
         WITH gone AS (
             DELETE FROM tasks
             WHERE ctid = ANY(ARRAY(
                     SELECT ctid FROM tasks
-                    WHERE deleted_at < :cutoff AND deleted_at >= coalesce(CAST(:floor AS timestamptz), '-infinity')
+                    WHERE deleted_at < :cutoff::timestamptz AND deleted_at >= coalesce(:floor::timestamptz, '-infinity')
                     ORDER BY deleted_at
-                    LIMIT :n FOR UPDATE SKIP LOCKED))
-              AND deleted_at < :cutoff
+                    LIMIT :n::int FOR UPDATE SKIP LOCKED))
+              AND deleted_at < :cutoff::timestamptz
             RETURNING deleted_at
         )
-        SELECT count(*), max(deleted_at) FROM gone
+        SELECT count(*) AS deleted, max(deleted_at) AS last FROM gone
         """
     ),
 )
 _IDEMPOTENCY_KEYS = _Kind(
     key="idempotency_keys_deleted",
     metric="CleanupIdempotencyKeysDeleted",
-    delete=text(
+    delete=Sql(
         """
         WITH gone AS (
             DELETE FROM idempotency_keys
             WHERE ctid = ANY(ARRAY(
                     SELECT ctid FROM idempotency_keys
-                    WHERE expires_at <= :cutoff AND expires_at >= coalesce(CAST(:floor AS timestamptz), '-infinity')
+                    WHERE expires_at <= :cutoff::timestamptz AND expires_at >= coalesce(:floor::timestamptz, '-infinity')
                     ORDER BY expires_at
-                    LIMIT :n FOR UPDATE SKIP LOCKED))
-              AND expires_at <= :cutoff
+                    LIMIT :n::int FOR UPDATE SKIP LOCKED))
+              AND expires_at <= :cutoff::timestamptz
             RETURNING expires_at
         )
-        SELECT count(*), max(expires_at) FROM gone
+        SELECT count(*) AS deleted, max(expires_at) AS last FROM gone
         """
     ),
 )
@@ -98,10 +96,10 @@ KINDS = (_TASKS, _IDEMPOTENCY_KEYS)
 
 # The oldest of each, read from the end of its index (never a scan of the live tasks).
 # Rows locked by another run still count here: `finished` is never claimed too early.
-_ANYTHING_LEFT = text(
+_ANYTHING_LEFT = Sql(
     """
-    SELECT coalesce((SELECT min(deleted_at) FROM tasks) < :trash_cutoff, false)
-        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now, false)
+    SELECT coalesce((SELECT min(deleted_at) FROM tasks) < :trash_cutoff::timestamptz, false)
+        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now::timestamptz, false) AS left
     """
 )
 
@@ -148,8 +146,8 @@ def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: in
 def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     if not run.may_start(remaining_ms()):
         return
-    with transaction(role=CLEANUP_ROLE) as session:
-        trash_cutoff, now = session.execute(_CUTOFFS, {"days": get_settings().trash_retention_days}).one()
+    (cutoffs_now,) = flight(_CUTOFFS(days=get_settings().trash_retention_days), role=CLEANUP_ROLE)
+    trash_cutoff, now = cutoffs_now.rows[0]["trash_cutoff"], cutoffs_now.rows[0]["now"]
     run.trash_cutoff = trash_cutoff
     cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now}
     for kind in KINDS:
@@ -158,10 +156,8 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
             if not run.may_start(remaining_ms()):
                 return
             began = time.perf_counter()
-            with transaction(role=CLEANUP_ROLE) as session:
-                deleted, floor = session.execute(
-                    kind.delete, {"cutoff": cutoffs[kind.key], "floor": floor, "n": batch_size}
-                ).one()
+            (batch,) = flight(kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size), role=CLEANUP_ROLE)
+            deleted, floor = batch.rows[0]["deleted"], batch.rows[0]["last"]
             run.batches += 1
             run.slowest_batch_ms = max(run.slowest_batch_ms, (time.perf_counter() - began) * 1000)
             run.deleted[kind.key] += deleted
@@ -169,8 +165,8 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
                 break
     if not run.may_start(remaining_ms()):
         return
-    with transaction(role=CLEANUP_ROLE) as session:
-        run.finished = not session.execute(_ANYTHING_LEFT, {"trash_cutoff": trash_cutoff, "now": now}).scalar_one()
+    (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now), role=CLEANUP_ROLE)
+    run.finished = not left.rows[0]["left"]
 
 
 def _report(run: _Run, *, failed: bool) -> None:

@@ -1,364 +1,280 @@
-"""Database access: one short-lived connection per invocation, one transaction per request.
+"""One flight per request: a request's statements sent together, one answer read, one transaction.
 
-Lambda freezes a process between calls and Neon scales to zero, so no connection outlives
-the request that opened it (`NullPool`). What is expensive and safe to keep is kept: the
-parsed URL, the TLS context and the engine (dialect state). See docs/decisions/0004.
+A Lambda is a network hop from Neon, and every round trip is latency the caller waits for
+(docs/decisions/0007). So a data function does not hold a session and talk to the database
+statement by statement: it builds its whole request as a list of `Query`s and hands them to
+`flight()`, which opens a connection (shared/connect.py), writes every statement as
+Parse/Bind/Describe/Execute and then ONE Sync, in one write, reads every answer in one
+loop, and closes the connection. The messages up to a Sync are one implicit transaction:
+committed at the Sync when all succeeded, rolled back when one failed (the server skips the
+rest), so a failing statement in the middle leaves nothing written.
+
+Every flight begins with the request's transaction-local settings (`set_config(..., true)`,
+safe behind Neon's transaction pooler): its role (`todo_app`, which row-level security
+binds; `todo_cleanup` for the cleanup), the caller's id, `statement_timeout` and
+`lock_timeout`. They hold until the Sync, and not a statement longer.
+
+pg8000 opens and authenticates the connection; the flight speaks the extended query
+protocol itself on pg8000's socket (pg8000 has no pipelining), with pg8000's own text
+converters for parameters and columns.
 """
 
 from __future__ import annotations
 
-import random
 import re
-import socket
-import ssl
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import ip_address
 from typing import Any
 
 import pg8000
-from sqlalchemy import Connection, Engine, create_engine, exc, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
-from sqlmodel import Session
+from pg8000.converters import PG_TYPES, PY_TYPES, make_params, string_in
 
+from shared.connect import ConfigurationError, connect_with_retry, parse_database_url
 from shared.errors import DatabaseUnavailable
 from shared.secrets import database_url
 from shared.settings import get_settings
 
-# libpq sslmode -> what we do. `require` is upgraded to a verified connection: Neon (and
-# every managed Postgres) presents a certificate that the system's CAs verify.
-_VERIFIED_MODES = {"require", "verify-ca", "verify-full"}
-_KNOWN_PARAMS = {"sslmode", "sslrootcert", "channel_binding", "application_name", "options", "host", "connect_timeout"}
-# SQLSTATEs worth another connect attempt: the server is starting, shutting down or full.
-_RETRYABLE_SQLSTATES = {"57P03", "57P01", "53300", "08006", "08001", "08004"}
-_MAX_CONNECT_ATTEMPTS = 4
+APP_ROLE = "todo_app"
+CLEANUP_ROLE = "todo_cleanup"
+# SQLSTATEs that mean "the database is too busy or going away": 503, not 500.
+_UNAVAILABLE = {"57014": "The database took too long to answer; retry shortly.", "57P01": None, "57P02": None, "57P03": None}
 
 
-def _cache_scram_salted_password() -> None:
-    """Every SCRAM login derives SaltedPassword = PBKDF2(password, salt, iterations): 4096
-    HMAC-SHA-256 rounds, ~1.5 ms of CPU on each connect. Salt and iteration count are the
-    server's stored verifier, the same on every connect, and RFC 5802 (section 5.1) lets a
-    client cache the result. scramp (pg8000's SCRAM) derives it with its function `hi`:
-    it is wrapped in a small cache keyed on all its inputs (hash, password, salt, count).
-    Same proof on the wire; a changed password or salt is simply another key."""
-    try:
-        from scramp import core as scram
-    except ImportError:  # pragma: no cover - pg8000 depends on scramp
-        return
-    derive = getattr(scram, "hi", None)
-    if not callable(derive) or hasattr(derive, "cached"):
-        return
+class Sql:
+    """A statement written with `:name` parameters, compiled once to `$n` (at import).
 
-    @lru_cache(maxsize=8)
-    def cached(hf: Any, password: bytes, salt: bytes, iterations: int) -> bytes:
-        return derive(hf, password, salt, iterations)
+    `::type` casts and quoted literals are left alone. Every parameter is sent as text, so
+    the statement says each one's type where the context does not (`:id::uuid`).
+    """
 
-    def hi(hf: Any, password: Any, salt: Any, iterations: Any) -> bytes:
-        return cached(hf, bytes(password), bytes(salt), int(iterations))
+    _NAME = re.compile(r"('(?:[^']|'')*')|(?<![:\w]):([A-Za-z_]\w*)")
 
-    hi.cached = cached  # type: ignore[attr-defined]
-    scram.hi = hi
+    def __init__(self, text: str) -> None:
+        self.names: list[str] = []
 
+        def number(match: re.Match[str]) -> str:
+            literal, name = match.groups()
+            if literal is not None:
+                return literal
+            if name not in self.names:
+                self.names.append(name)
+            return f"${self.names.index(name) + 1}"
 
-_cache_scram_salted_password()
+        self.text = self._NAME.sub(number, text)
 
-
-class ConfigurationError(ValueError):
-    """The database URL cannot be used as given (said at first use, naming the problem)."""
-
-
-class ChannelBindingError(ConfigurationError):
-    """The URL asks for channel binding and the server did not do it: refused, like libpq."""
+    def __call__(self, **values: Any) -> Query:
+        missing = set(self.names) - set(values)
+        if missing:
+            raise TypeError(f"missing parameters: {sorted(missing)}")
+        return Query(self.text, tuple(values[name] for name in self.names))
 
 
 @dataclass(frozen=True)
-class ConnectParams:
-    user: str
-    password: str | None
-    host: str
-    port: int
-    database: str
-    unix_sock: str | None = None
-    tls: str = "disable"  # "disable" | "verify-full" | "verify-ca" | "opportunistic"
-    rootcert: str | None = None
-    application_name: str = "todo-api"
-    startup_params: dict[str, str] = field(default_factory=dict)
-    require_channel_binding: bool = False
-    connect_timeout: float | None = None  # libpq's `connect_timeout`, when the URL sets one
+class Query:
+    text: str  # `$n` parameters
+    params: tuple[Any, ...] = ()
 
 
-def _is_local(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
+@dataclass
+class Result:
+    """What one statement of a flight gave back: its rows as dicts, and its row count."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    row_count: int = 0
+
+    def first(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows else None
 
 
-@lru_cache(maxsize=4)
-def parse_database_url(url: str) -> ConnectParams:
-    """Accepts libpq/Neon URLs as they are (`?sslmode=require&channel_binding=require`)."""
-    try:
-        u = make_url(url)
-    except Exception as error:
-        raise ConfigurationError("DATABASE_URL is not a valid URL") from error
-    if u.drivername not in ("postgres", "postgresql", "postgresql+pg8000"):
-        raise ConfigurationError(f"DATABASE_URL scheme {u.drivername!r} is not postgresql")
-    query = {k: (v if isinstance(v, str) else v[-1]) for k, v in u.query.items()}
-    unknown = set(query) - _KNOWN_PARAMS
-    if unknown:
-        raise ConfigurationError(f"DATABASE_URL has unsupported parameters: {sorted(unknown)}")
+class QueryFailed(Exception):
+    """A statement of the flight failed; the whole flight was rolled back."""
 
-    host = query.get("host") or u.host or "localhost"
-    port = u.port or 5432
-    unix_sock = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
-    sslmode = query.get("sslmode") or ("disable" if unix_sock or _is_local(host) else "verify-full")
-    if sslmode in _VERIFIED_MODES:
-        tls = "verify-ca" if sslmode == "verify-ca" else "verify-full"
-    elif sslmode in ("prefer", "allow"):
-        tls = "opportunistic"
-    elif sslmode == "disable":
-        tls = "disable"
-    else:
-        raise ConfigurationError(f"sslmode={sslmode!r} is not a libpq sslmode")
-    if query.get("channel_binding") == "require" and tls not in ("verify-full", "verify-ca"):
-        raise ConfigurationError("channel_binding=require needs TLS (sslmode=require or stricter)")
-    startup = {"options": query["options"]} if "options" in query else {}
-    try:
-        connect_timeout = float(query["connect_timeout"]) if "connect_timeout" in query else None
-    except ValueError:
-        raise ConfigurationError("connect_timeout in DATABASE_URL is not a number") from None
-    return ConnectParams(
-        user=u.username or "postgres",
-        password=u.password,
-        host=host,
-        port=port,
-        database=u.database or u.username or "postgres",
-        unix_sock=unix_sock,
-        tls=tls,
-        rootcert=query.get("sslrootcert"),
-        application_name=query.get("application_name", "todo-api"),
-        startup_params=startup,
-        require_channel_binding=query.get("channel_binding") == "require",
-        connect_timeout=connect_timeout if connect_timeout and connect_timeout > 0 else None,
-    )
+    def __init__(self, index: int, fields: dict[str, str]) -> None:
+        super().__init__(fields.get("M", "statement failed"))
+        self.index = index  # which query of the flight (0 is the first one the caller gave)
+        self.sqlstate = fields.get("C")
+        self.constraint = fields.get("n")
+        self.fields = fields
 
 
-@lru_cache(maxsize=4)
-def tls_context(mode: str, rootcert: str | None) -> ssl.SSLContext:
-    """Built once per process: building a context costs ~25 ms, reusing it nothing."""
-    cafile = None if rootcert in (None, "system") else rootcert
-    context = ssl.create_default_context(cafile=cafile)
-    if mode == "verify-ca":
-        context.check_hostname = False
-    return context
+_PER_TRANSACTION = Sql(
+    "SELECT set_config('statement_timeout', :statement_timeout, true), set_config('lock_timeout', :lock_timeout, true),"
+    " set_config('app.user_id', :user_id, true), set_config('role', :role, true)"
+)
 
 
-def _open_socket(params: ConnectParams, timeout: float) -> socket.socket:
-    sock = socket.create_connection((params.host, params.port), timeout=timeout)
-    # pg8000 never sets it; without it every new connection waits ~40 ms on a delayed ACK.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    return sock
+def flight(
+    *queries: Query, user_id: str | None = None, role: str = APP_ROLE, lock_timeout_ms: int = 0
+) -> list[Result]:
+    """Runs `queries` as one transaction in one round trip; one `Result` per query.
 
-
-def connect_once(params: ConnectParams, timeout: float) -> pg8000.Connection:
-    if params.tls == "disable":
-        ssl_context: ssl.SSLContext | bool | None = False
-    elif params.tls == "opportunistic":
-        ssl_context = None
-    else:
-        ssl_context = tls_context(params.tls, params.rootcert)
-    sock = None if params.unix_sock else _open_socket(params, timeout)
-    try:
-        connection = pg8000.Connection(
-            params.user,
-            host=params.host,  # kept: pg8000 sends it as the TLS server name (SNI), Neon needs it
-            database=params.database,
-            port=params.port,
-            password=params.password,
-            unix_sock=params.unix_sock,
-            sock=sock,
-            ssl_context=ssl_context,
-            timeout=timeout,
-            application_name=params.application_name,
-            startup_params=params.startup_params or None,
-        )
-    except BaseException:
-        if sock is not None:
-            sock.close()
-        raise
-    if params.require_channel_binding and not _channel_bound(connection):
-        connection.close()
-        raise ChannelBindingError("channel_binding=require, but the server authenticated without channel binding")
-    return connection
-
-
-def _channel_bound(connection: pg8000.Connection) -> bool:
-    """pg8000 binds (SCRAM-SHA-256-PLUS) whenever TLS is on and the server offers it."""
-    mechanism = getattr(getattr(connection, "auth", None), "mechanism_name", "")
-    return mechanism.endswith("-PLUS")
-
-
-def _retryable(error: Exception) -> bool:
-    if isinstance(error, ssl.SSLError):
-        return False  # a certificate that does not verify now will not verify in a second
-    if isinstance(error, (pg8000.InterfaceError, OSError)):
-        return True  # refused, reset, timed out: a waking or restarting server
-    if isinstance(error, pg8000.DatabaseError) and error.args and isinstance(error.args[0], dict):
-        return error.args[0].get("C") in _RETRYABLE_SQLSTATES
-    return False
-
-
-def connect_with_retry(params: ConnectParams, budget: float) -> pg8000.Connection:
-    """Bounded retry with jittered backoff inside a total time budget, then 503."""
-    deadline = time.monotonic() + budget
-    for attempt in range(_MAX_CONNECT_ATTEMPTS):
-        remaining = deadline - time.monotonic()
-        try:
-            return connect_once(params, timeout=max(remaining, 0.05))
-        except Exception as error:  # noqa: BLE001 - classified just below
-            if not _retryable(error):
-                raise
-            pause = min(0.2 * 2**attempt, 1.0) * random.uniform(0.5, 1.0)
-            if attempt == _MAX_CONNECT_ATTEMPTS - 1 or time.monotonic() + pause >= deadline:
-                raise DatabaseUnavailable() from error
-            time.sleep(pause)
-    raise AssertionError("unreachable")
-
-
-@lru_cache(maxsize=1)
-def get_engine() -> Engine:
-    """The engine holds no connection (NullPool): each checkout is a new, verified one."""
-    settings = get_settings()
-    parse_database_url(database_url())  # a bad URL is said now, not at some later connect
-
-    def connect() -> pg8000.Connection:
-        # Read on every connect: a rotated secret is picked up once its cache expires.
-        params = parse_database_url(database_url())
-        return connect_with_retry(params, params.connect_timeout or settings.db_connect_timeout)
-
-    engine = create_engine("postgresql+pg8000://", creator=connect, poolclass=NullPool)
-    _first_connect_from_startup(engine.dialect)
-    return engine
-
-
-_SERVER_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
-
-
-def _first_connect_from_startup(dialect: Any) -> None:
-    """The same dialect state after the engine's first connect, in one query instead of four.
-
-    SQLAlchemy initialises the dialect on an engine's first connect (every cold start) with a
-    round trip per question: version(), current_schema(), the transaction isolation level,
-    standard_conforming_strings. The server already answered two in the ParameterStatus
-    messages every connection receives at startup (server_version and
-    standard_conforming_strings are always reported: protocol docs, "ParameterStatus"); the
-    other two are asked together. Each answer falls back to SQLAlchemy's own query when the
-    startup did not carry it, so the values are those SQLAlchemy would have found.
+    A failing query raises `QueryFailed` (nothing was written); a database that cannot be
+    reached, drops the connection or is too busy raises `DatabaseUnavailable` (503).
     """
-    find_version = dialect._get_server_version_info
-    find_isolation = dialect.get_default_isolation_level
-    set_escapes = dialect._set_backslash_escapes
-    asked: dict[str, str] = {}
+    settings = get_settings()
+    setup = _PER_TRANSACTION(
+        statement_timeout=f"{int(settings.db_statement_timeout * 1000)}ms",
+        lock_timeout=f"{lock_timeout_ms}ms",
+        user_id=user_id or "",
+        role=role,
+    )
+    params = parse_database_url(database_url())
+    connection = connect_with_retry(params, params.connect_timeout or settings.db_connect_timeout)
+    try:
+        results = _exchange(_wire(connection), (setup, *queries))[1:]
+    except QueryFailed as failed:
+        detail = _UNAVAILABLE.get(failed.sqlstate or "", "")
+        if detail != "":
+            raise DatabaseUnavailable(*(() if detail is None else (detail,))) from failed
+        if failed.index == 0:
+            raise  # the settings themselves failed: a broken deployment, never a client's fault
+        raise QueryFailed(failed.index - 1, failed.fields) from None
+    except (pg8000.InterfaceError, OSError, EOFError) as error:
+        raise DatabaseUnavailable() from error
+    finally:
+        try:
+            connection.close()
+        except (pg8000.InterfaceError, OSError):
+            pass  # already gone: nothing of an unfinished flight was committed
+    return results
 
-    def startup_value(connection: Connection, name: str) -> str | None:
-        raw = getattr(connection.connection, "dbapi_connection", None)
-        value = getattr(raw, "parameter_statuses", {}).get(name)
-        return value if isinstance(value, str) else None
 
-    def server_version_info(connection: Connection) -> tuple[int, ...]:
-        found = _SERVER_VERSION.match(startup_value(connection, "server_version") or "")
-        if found is None:
-            return find_version(connection)
-        return tuple(int(part) for part in found.groups() if part is not None)
-
-    def default_schema_name(connection: Connection) -> str:
-        schema, isolation = connection.exec_driver_sql(
-            "select current_schema(), current_setting('transaction_isolation')"
-        ).one()
-        asked["isolation"] = isolation
-        return schema
-
-    def default_isolation_level(dbapi_connection: Any) -> str:
-        isolation = asked.pop("isolation", None)
-        return isolation.upper() if isolation else find_isolation(dbapi_connection)
-
-    def backslash_escapes(connection: Connection) -> None:
-        value = startup_value(connection, "standard_conforming_strings")
-        if value is None:
-            set_escapes(connection)
-        else:
-            dialect._backslash_escapes = value == "off"
-
-    dialect._get_server_version_info = server_version_info
-    dialect._get_default_schema_name = default_schema_name
-    dialect.get_default_isolation_level = default_isolation_level
-    dialect._set_backslash_escapes = backslash_escapes
+def ping() -> None:
+    flight(Query("SELECT 1"))
 
 
 def reset() -> None:
     """Forget cached configuration (tests, or after the environment changed)."""
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    parse_database_url.cache_clear()
     from shared import secrets
 
     secrets.reset()
 
 
-def _is_connection_fault(error: exc.DBAPIError) -> bool:
-    return error.connection_invalidated or isinstance(error.orig, (pg8000.InterfaceError, OSError))
+def check_configuration() -> None:
+    """Says now, not at some later connect, when the database URL cannot be used."""
+    parse_database_url(database_url())
 
 
-APP_ROLE = "todo_app"
-CLEANUP_ROLE = "todo_cleanup"
-_PER_TRANSACTION = text(
-    "SELECT set_config('statement_timeout', :timeout, true), set_config('app.user_id', :user_id, true), "
-    "set_config('role', :role, true)"
-)
+__all__ = ["APP_ROLE", "CLEANUP_ROLE", "ConfigurationError", "Query", "QueryFailed", "Result", "Sql", "flight", "ping"]
 
 
-@contextmanager
-def transaction(user_id: str | None = None, *, role: str = APP_ROLE) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back on any error.
+# ---------------------------------------------------------------------------- the protocol
+# PostgreSQL's extended query protocol ("Message Formats" in the protocol chapter of the
+# PostgreSQL docs). Everything here is the protocol, not pg8000: pg8000 only lends its
+# authenticated socket (`_sock`, tested in tests/shared/test_db.py) and its converters.
 
-    It runs as `role` (migration 0004: neither owner nor superuser, so row-level security
-    binds it) for the caller `user_id`: the policies show it that caller's rows only.
-    These settings are transaction-local (`set_config(..., true)`), so they are safe behind
-    Neon's pooler and cannot leak into another request. One round trip for all three.
-    """
-    settings = get_settings()
-    try:
-        with Session(get_engine(), expire_on_commit=False) as session, session.begin():
-            session.execute(
-                _PER_TRANSACTION,
-                {"timeout": f"{int(settings.db_statement_timeout * 1000)}ms", "user_id": user_id or "", "role": role},
-            )
-            yield session
-    except exc.DBAPIError as error:
-        if _is_connection_fault(error):
-            raise DatabaseUnavailable() from error
-        if sqlstate(error) == "57014":  # statement_timeout: the database is too busy to answer
-            raise DatabaseUnavailable("The database took too long to answer; retry shortly.") from error
-        raise
+_I32 = struct.Struct("!i")
+_I16 = struct.Struct("!h")
+_SYNC = b"S" + _I32.pack(4)
+_DESCRIBE_PORTAL = b"D" + _I32.pack(6) + b"P\x00"
+_EXECUTE_ALL = b"E" + _I32.pack(9) + b"\x00" + _I32.pack(0)
 
 
-def sqlstate(error: exc.DBAPIError) -> str | None:
-    """The SQLSTATE of a database error, and `constraint_name` via `constraint_of`."""
-    args = getattr(error.orig, "args", None)
-    return args[0].get("C") if args and isinstance(args[0], dict) else None
+def _wire(connection: pg8000.Connection) -> Any:
+    sock = getattr(connection, "_sock", None)
+    if sock is None or not all(hasattr(sock, name) for name in ("read", "write", "flush")):
+        raise RuntimeError("pg8000 no longer exposes its socket as `_sock`: see shared/db.py")
+    return sock
 
 
-def constraint_of(error: exc.DBAPIError) -> str | None:
-    args = getattr(error.orig, "args", None)
-    return args[0].get("n") if args and isinstance(args[0], dict) else None
+def _message(code: bytes, payload: bytes) -> bytes:
+    return code + _I32.pack(len(payload) + 4) + payload
 
 
-def ping() -> None:
-    with transaction() as session:
-        session.execute(text("SELECT 1"))
+@lru_cache(maxsize=256)
+def _parse_message(text: str) -> bytes:
+    # Unnamed statement, no parameter types given: the server infers them (or the casts say).
+    return _message(b"P", b"\x00" + text.encode() + b"\x00" + _I16.pack(0))
+
+
+def _bind_message(params: Sequence[Any]) -> bytes:
+    body = bytearray(b"\x00\x00" + _I16.pack(0) + _I16.pack(len(params)))
+    for value in make_params(PY_TYPES, params):
+        if value is None:
+            body += _I32.pack(-1)
+        else:
+            encoded = value.encode()
+            body += _I32.pack(len(encoded)) + encoded
+    body += _I16.pack(0)  # every result column as text
+    return _message(b"B", bytes(body))
+
+
+def _exchange(sock: Any, queries: Sequence[Query]) -> list[Result]:
+    """One write, one Sync, one read loop: the round trip of the whole flight."""
+    out = bytearray()
+    for query in queries:
+        out += _parse_message(query.text) + _bind_message(query.params) + _DESCRIBE_PORTAL + _EXECUTE_ALL
+    out += _SYNC
+    sock.write(bytes(out))
+    sock.flush()
+    return _read_results(sock, len(queries))
+
+
+def _read_exact(sock: Any, size: int) -> bytes:
+    data = sock.read(size)
+    if data is None or len(data) < size:
+        raise EOFError("the server closed the connection")
+    return data
+
+
+def _read_results(sock: Any, count: int) -> list[Result]:
+    results: list[Result] = []
+    current = Result(columns=[], rows=[])
+    decoders: list[Any] = []
+    failure: QueryFailed | None = None
+    while True:
+        code = _read_exact(sock, 1)
+        (length,) = _I32.unpack(_read_exact(sock, 4))
+        data = _read_exact(sock, length - 4)
+        if code == b"T":
+            current.columns, decoders = _row_description(data)
+        elif code == b"D":
+            current.rows.append(_data_row(data, current.columns, decoders))
+        elif code in (b"C", b"I"):  # CommandComplete / EmptyQueryResponse: the statement ended
+            tail = data[:-1].rsplit(b" ", 1)[-1]
+            current.row_count = int(tail) if tail.isdigit() else 0
+            results.append(current)
+            current, decoders = Result(columns=[], rows=[]), []
+        elif code == b"E":
+            failure = QueryFailed(len(results), _error_fields(data))
+        elif code == b"Z":  # ReadyForQuery: the Sync was reached, the transaction is closed
+            if failure is not None:
+                raise failure
+            if len(results) != count:
+                raise pg8000.InterfaceError(f"expected {count} results, got {len(results)}")
+            return results
+        # ParseComplete, BindComplete, NoData, ParameterStatus, NoticeResponse: nothing to keep.
+
+
+def _row_description(data: bytes) -> tuple[list[str], list[Any]]:
+    (count,) = _I16.unpack_from(data, 0)
+    position, columns, decoders = 2, [], []
+    for _ in range(count):
+        end = data.index(b"\x00", position)
+        columns.append(data[position:end].decode())
+        type_oid = _I32.unpack_from(data, end + 7)[0]  # after table oid (4) and column number (2)
+        decoders.append(PG_TYPES.get(type_oid, string_in))
+        position = end + 19
+    return columns, decoders
+
+
+def _data_row(data: bytes, columns: list[str], decoders: list[Any]) -> dict[str, Any]:
+    position, row = 2, {}
+    for name, decode in zip(columns, decoders):
+        (size,) = _I32.unpack_from(data, position)
+        position += 4
+        if size == -1:
+            row[name] = None
+        else:
+            row[name] = decode(data[position : position + size].decode())
+            position += size
+    return row
+
+
+def _error_fields(data: bytes) -> dict[str, str]:
+    return {part[:1].decode(): part[1:].decode(errors="replace") for part in data.split(b"\x00") if part}

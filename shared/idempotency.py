@@ -1,13 +1,17 @@
 """Safe retries: `Idempotency-Key` on creates, complete and restore.
 
-The record is claimed *first* in the request's own transaction and filled in with the
-response *last*, so it commits or rolls back with the change itself: nothing is ever
-written twice, and a failed request leaves no record (its retry runs again).
+The key is claimed first, by the request's own flight (`INSERT` of the record, before the
+change), and filled in with the outcome by the change's own statement (`remember_sql`:
+CTEs that store the outcome row, or drop the claim when the outcome is an error), so it
+commits or rolls back with the change itself: nothing is ever written twice, and a failed
+request leaves no record (its retry runs again).
 
-A retry that arrives while the first request is still running waits on the first one's
-uncommitted claim (Postgres blocks the second insert of the same key) and then replays
-its response; if the first is still running after `IN_FLIGHT_WAIT_MS`, the retry is told
-409 instead of being held longer.
+A second request with the same key collides with the first one's claim on its primary
+key. While the first is still running, the second waits on its uncommitted row, up to
+`IN_FLIGHT_WAIT_MS` (`lock_timeout` of the flight), then is told 409. Once the first has
+committed, the second's claim fails with a unique violation, the rest of its flight is
+skipped, and one more flight reads the stored response to replay: the one extra round
+trip the contract allows, paid only by a retry.
 """
 
 from __future__ import annotations
@@ -20,14 +24,13 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import exc, text
-from sqlmodel import Session
 
-from shared.db import sqlstate
+from shared.db import Query, QueryFailed, Result, Sql, flight
 from shared.errors import Conflict, InvalidField
 from shared.settings import get_settings
 
 IN_FLIGHT_WAIT_MS = 2000
+_RECORD = "idempotency_keys_pkey"
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -48,71 +51,74 @@ class Outcome(Generic[T]):
     replayed: bool = False
 
 
-@dataclass(frozen=True)
-class StoredResponse:
-    status_code: int
-    body: str
+def remember_sql(status_code: int, *, outcome: str = "outcome", success: str = "true") -> str:
+    """CTEs (`, remembered AS (...), unclaimed AS (...)`) that fill in the claimed record with
+    the outcome row when it is a success, and drop the claim otherwise. With no key sent
+    they match no row. Parameters: `:user_id`, `:idempotency_key`.
+    """
+    mine = "user_id = :user_id AND key = :idempotency_key::text"
+    return f""", remembered AS (
+            UPDATE idempotency_keys SET status_code = {status_code},
+                response_body = (SELECT to_jsonb(o)::text FROM {outcome} o WHERE {success})
+            WHERE {mine} AND EXISTS (SELECT FROM {outcome} o WHERE {success})
+        ), unclaimed AS (
+            DELETE FROM idempotency_keys WHERE {mine} AND NOT EXISTS (SELECT FROM {outcome} o WHERE {success})
+        )"""
 
 
-_CLAIM = text(
+def key_params(idempotency: IdempotencyKey | None) -> dict[str, Any]:
+    return {"idempotency_key": None if idempotency is None else idempotency.key}
+
+
+# An expired record is as good as none (the cleanup deletes it for good later).
+_FORGET_EXPIRED = Sql("DELETE FROM idempotency_keys WHERE user_id = :user_id AND key = :key AND expires_at <= now()")
+_CLAIM = Sql(
     """
     INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, response_body, expires_at)
-    VALUES (:user_id, :key, :fingerprint, 0, '', now() + :ttl)
-    ON CONFLICT (user_id, key) DO NOTHING
-    RETURNING 1
+    VALUES (:user_id, :key, :fingerprint, 0, '', now() + :ttl::interval)
     """
+)
+_STORED = Sql(
+    "SELECT fingerprint, response_body FROM idempotency_keys WHERE user_id = :user_id AND key = :key AND expires_at > now()"
 )
 
 
-def claim(session: Session, user_id: str, idempotency: IdempotencyKey | None) -> StoredResponse | None:
-    """None: go ahead (the key is now ours). A StoredResponse: replay it, write nothing."""
-    if idempotency is None:
-        return None
-    params = {"user_id": user_id, "key": idempotency.key}
-    # An expired record is as good as none (the cleanup deletes it for good later).
-    session.execute(text("DELETE FROM idempotency_keys WHERE user_id = :user_id AND key = :key AND expires_at <= now()"), params)
-    session.execute(text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": f"{IN_FLIGHT_WAIT_MS}ms"})
-    try:
-        claimed = session.execute(
-            _CLAIM,
-            {**params, "fingerprint": idempotency.fingerprint, "ttl": timedelta(hours=get_settings().idempotency_ttl_hours)},
-        ).first()
-    except exc.DBAPIError as error:
-        if sqlstate(error) == "55P03":  # lock_not_available: the first is still running
-            raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.") from None
-        raise
-    session.execute(text("SELECT set_config('lock_timeout', '0', true)"))
-    if claimed is not None:
-        return None
-    fingerprint, status_code, body = session.execute(
-        text("SELECT fingerprint, status_code, response_body FROM idempotency_keys WHERE user_id = :user_id AND key = :key"),
-        params,
-    ).one()
-    if fingerprint != idempotency.fingerprint:
-        raise InvalidField(("header", "Idempotency-Key"), "was already used with a different request", "idempotency_key_reused")
-    return StoredResponse(status_code=status_code, body=body)
-
-
-def remember(session: Session, user_id: str, idempotency: IdempotencyKey | None, status_code: int, body: str) -> None:
-    """Fills in the claimed record with the response, in the same transaction as the change."""
-    if idempotency is None:
-        return
-    session.execute(
-        text(
-            "UPDATE idempotency_keys SET status_code = :status_code, response_body = :body "
-            "WHERE user_id = :user_id AND key = :key"
-        ),
-        {"user_id": user_id, "key": idempotency.key, "status_code": status_code, "body": body},
-    )
-
-
 def run_once(
-    session: Session, user_id: str, idempotency: IdempotencyKey | None, status_code: int, model: type[T], work: Callable[[], T]
+    *,
+    user_id: str,
+    idempotency: IdempotencyKey | None,
+    queries: list[Query],
+    read: Callable[[list[Result]], T],
+    model: type[T],
+    stored_as: Callable[[dict[str, Any]], T] | None = None,
 ) -> Outcome[T]:
-    """`work()` once per key: later the same request gets the stored result back."""
-    stored = claim(session, user_id, idempotency)
-    if stored is not None:
-        return Outcome(model.model_validate_json(stored.body), replayed=True)
-    result = work()
-    remember(session, user_id, idempotency, status_code, result.model_dump_json())
-    return Outcome(result)
+    """Runs the request's flight once per key; a retry gets the stored result back.
+
+    `queries` must store the key themselves (`remember_sql`); `read` makes the answer from
+    their results; `stored_as` makes it from the stored row (default: `model` validates it).
+    """
+    if idempotency is None:
+        return Outcome(read(flight(*queries, user_id=user_id)))
+    ttl = timedelta(hours=get_settings().idempotency_ttl_hours)
+    claim = [
+        _FORGET_EXPIRED(user_id=user_id, key=idempotency.key),
+        _CLAIM(user_id=user_id, key=idempotency.key, fingerprint=idempotency.fingerprint, ttl=ttl),
+    ]
+    for _ in range(2):  # a second pass only if the record expired between the two flights
+        try:
+            results = flight(*claim, *queries, user_id=user_id, lock_timeout_ms=IN_FLIGHT_WAIT_MS)
+            return Outcome(read(results[len(claim) :]))
+        except QueryFailed as failed:
+            if failed.sqlstate == "55P03":  # lock_not_available: the first is still running
+                raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.") from None
+            if failed.constraint != _RECORD or failed.index != 1:
+                raise
+        # The key was used and committed: one more flight reads what it answered.
+        stored = flight(_STORED(user_id=user_id, key=idempotency.key), user_id=user_id)[0].first()
+        if stored is None:
+            continue
+        if stored["fingerprint"] != idempotency.fingerprint:
+            raise InvalidField(("header", "Idempotency-Key"), "was already used with a different request", "idempotency_key_reused")
+        row = json.loads(stored["response_body"])
+        return Outcome((stored_as or model.model_validate)(row), replayed=True)
+    raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.")

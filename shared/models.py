@@ -6,6 +6,7 @@ client reads. Schema changes are Alembic migrations (infra/migrations), never cr
 """
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import IntEnum
 from typing import Annotated, Any, Literal
@@ -180,19 +181,13 @@ class TaskPublic(SQLModel):
     version: int
 
     @classmethod
-    def of(cls, task: Task) -> "TaskPublic":
-        data = task.model_dump(exclude={"user_id", "deleted_at"})
-        data["priority"] = Priority(task.priority).name
-        return cls.model_validate(data)
+    def of(cls, row: Mapping[str, Any]) -> "TaskPublic":
+        """From a row of `tasks` (a database row, or one stored as JSON for a replay)."""
+        return cls.model_validate({**row, "priority": Priority(row["priority"]).name})
 
 
 class TrashedTaskPublic(TaskPublic):
     deleted_at: OutputDateTime
-
-    @classmethod
-    def of(cls, task: Task) -> "TrashedTaskPublic":
-        data = TaskPublic.of(task).model_dump()
-        return cls.model_validate({**data, "deleted_at": task.deleted_at})
 
 
 class TaskPage(SQLModel):
@@ -225,8 +220,9 @@ class CategoryPublic(SQLModel):
     version: int
 
     @classmethod
-    def of(cls, category: Category, task_count: int) -> "CategoryPublic":
-        return cls.model_validate({**category.model_dump(exclude={"user_id"}), "task_count": task_count})
+    def of(cls, row: Mapping[str, Any]) -> "CategoryPublic":
+        """From a row of `categories` with its `task_count`."""
+        return cls.model_validate(row)
 
 
 class CategoryPage(SQLModel):

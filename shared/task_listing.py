@@ -1,10 +1,16 @@
-"""How `GET /tasks` turns filters, a sort and a cursor into one index-ordered query.
+"""How `GET /tasks` turns filters, a sort and a cursor into one index-ordered statement.
 
-Each sort key is an expression that an index of migration 0002 has in exactly this order
-(owner first, ties on id in the same direction), and paging compares the row value
-`(sort expression, id)` with the cursor's: no OFFSET, so page 10,000 costs what page 1 does.
-Tasks without `due_at` sort last in both directions: the key is coalesce(due_at, +infinity)
-ascending and coalesce(due_at, -infinity) descending.
+Each sort key is a plain column that an index holds in exactly this order (owner first,
+ties on id in the same direction), and paging compares the row value `(sort key, id)` with
+the cursor's: no OFFSET, so page 10,000 costs what page 1 does. Tasks without `due_at` sort
+last in both directions: the keys are the generated columns `due_key_asc` =
+coalesce(due_at, +infinity) and `due_key_desc` = coalesce(due_at, -infinity).
+
+The rule under row-level security (docs/decisions/0007): a WHERE may hold only plain
+columns compared with leakproof operators (`=`, `<`, `>`, row comparisons of such columns),
+or `id IN (SELECT caller_task_ids_...(...))` for what needs a non-leakproof operator (tag
+containment, ILIKE). Anything else runs after the policy's qual: a filter, not an index
+condition. tests/shared/test_list_plans.py holds every sort and filter to it.
 """
 
 from __future__ import annotations
@@ -12,13 +18,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func, literal, literal_column, tuple_
-from sqlmodel import col, select
-from sqlmodel.sql.expression import Select, SelectOfScalar
-
-from shared.models import Priority, Task
+from shared.db import Query, Sql
+from shared.models import Priority, TaskPublic
 
 SortName = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
@@ -26,7 +30,26 @@ SortName = Literal[
 ]  # fmt: skip
 Status = Literal["all", "pending", "completed"]
 
-_SEARCH_TEXT = literal_column("tasks.search_text")  # generated: title || ' ' || description
+# What a task shows is what its statements select.
+COLUMNS = ", ".join(TaskPublic.model_fields)
+# sort name -> (ascending key column, descending key column, its type)
+_KEYS = {
+    "created_at": ("created_at", "created_at", "timestamptz"),
+    "updated_at": ("updated_at", "updated_at", "timestamptz"),
+    "due_at": ("due_key_asc", "due_key_desc", "timestamptz"),
+    "priority": ("priority", "priority", "smallint"),
+    "title": ("title_key", "title_key", "text"),
+}
+# filter -> its condition (parameters named after the filter)
+_CONDITIONS = {
+    "status": "completed = :completed::bool",
+    "priority": "priority = :priority::smallint",
+    "category_id": "category_id = :category_id::uuid",
+    "due_before": "due_at < :due_before::timestamptz",
+    "due_after": "due_at >= :due_after::timestamptz",
+    "tag": "id IN (SELECT caller_task_ids_tagged(:tag::text))",
+    "q": "id IN (SELECT caller_task_ids_matching(:rarest::text, :patterns::text[]))",
+}
 
 
 @dataclass(frozen=True)
@@ -43,65 +66,53 @@ class TaskFilters:
         """What a cursor is bound to: the filters as given, each as text."""
         return {name: None if value is None else str(value) for name, value in asdict(self).items()}
 
-
-def sort_key(sort: SortName) -> tuple[ColumnElement[Any], bool]:
-    """The ordering expression of a sort, and whether it is descending."""
-    descending = sort.startswith("-")
-    name = sort.lstrip("-")
-    if name == "due_at":
-        bound = "'-infinity'" if descending else "'infinity'"
-        return func.coalesce(Task.due_at, literal_column(f"{bound}::timestamptz")), descending
-    if name == "title":
-        return func.lower(Task.title), descending
-    return getattr(Task, name), descending
+    def params(self) -> dict[str, Any]:
+        """The filters in use, as the statement's parameters."""
+        found: dict[str, Any] = {}
+        if self.status != "all":
+            found["status"] = {"completed": self.status == "completed"}
+        if self.priority is not None:
+            found["priority"] = {"priority": int(Priority[self.priority])}
+        for name in ("category_id", "due_before", "due_after", "tag"):
+            if getattr(self, name) is not None:
+                found[name] = {name: getattr(self, name)}
+        patterns = [f"%{_escape_like(word)}%" for word in (self.q or "").split()]
+        if patterns:
+            found["q"] = {"rarest": max(patterns, key=len), "patterns": patterns}
+        return found
 
 
 def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _filtered(statement: SelectOfScalar, filters: TaskFilters) -> SelectOfScalar:
-    if filters.status != "all":
-        statement = statement.where(Task.completed == (filters.status == "completed"))
-    if filters.priority is not None:
-        statement = statement.where(Task.priority == int(Priority[filters.priority]))
-    if filters.category_id is not None:
-        statement = statement.where(Task.category_id == filters.category_id)
-    if filters.tag is not None:
-        statement = statement.where(col(Task.tags).contains([filters.tag]))
-    if filters.due_before is not None:
-        statement = statement.where(col(Task.due_at) < filters.due_before)
-    if filters.due_after is not None:
-        statement = statement.where(col(Task.due_at) >= filters.due_after)
-    for word in (filters.q or "").split():
-        # ILIKE itself (SQLAlchemy's ilike() renders lower() LIKE lower(), which the
-        # trigram index cannot serve); `%` and `_` in the words match themselves.
-        statement = statement.where(_SEARCH_TEXT.op("ILIKE")(f"%{_escape_like(word)}%"))
-    return statement
+@lru_cache(maxsize=512)
+def page_sql(sort: SortName, filters: tuple[str, ...], after: bool) -> Sql:
+    """The statement of one shape of list request (compiled once per process and shape).
 
-
-def page_query(user_id: str, filters: TaskFilters, sort: SortName, after: list[Any] | None, limit: int) -> Select:
-    """Live tasks of one owner, filtered, in `sort` order, after the cursor position.
-
-    Rows are (task, sort value as the database computed it): the next cursor holds that
-    value, so paging never depends on Python agreeing with Postgres (lower(), infinity).
+    Rows are the task's columns and `sort_value`, the sort key as the database renders it:
+    the next cursor holds that text, so paging never depends on Python agreeing with
+    Postgres (lower(), infinity, timestamp precision).
     """
-    key, descending = sort_key(sort)
-    statement = _filtered(select(Task, key.label("sort_value")).where(Task.user_id == user_id, col(Task.deleted_at).is_(None)), filters)
+    descending = sort.startswith("-")
+    ascending_key, descending_key, key_type = _KEYS[sort.lstrip("-")]
+    key = descending_key if descending else ascending_key
+    conditions = ["user_id = :user_id", "deleted_at IS NULL", *(_CONDITIONS[name] for name in filters)]
+    if after:
+        conditions.append(f"({key}, id) {'<' if descending else '>'} (:after_value::{key_type}, :after_id::uuid)")
+    direction = "DESC" if descending else "ASC"
+    return Sql(
+        f"SELECT {COLUMNS}, {key}::text AS sort_value FROM tasks WHERE {' AND '.join(conditions)}"
+        f" ORDER BY {key} {direction}, id {direction} LIMIT :limit::int"
+    )
+
+
+def page_query(user_id: str, filters: TaskFilters, sort: SortName, after: list[Any] | None, limit: int) -> Query:
+    """Live tasks of one owner, filtered, in `sort` order, after the cursor position."""
+    used = filters.params()
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
+    for values in used.values():
+        params.update(values)
     if after is not None:
-        position = tuple_(key, Task.id)
-        # Typed as the sort expression (a cursor may hold 'infinity', a valid timestamptz).
-        last = tuple_(literal(after[0], key.type), literal(uuid.UUID(after[1]), Task.id.type))
-        statement = statement.where(position < last if descending else position > last)
-    order = (key.desc(), col(Task.id).desc()) if descending else (key.asc(), col(Task.id).asc())
-    return statement.order_by(*order).limit(limit + 1)
-
-
-def decode_position(sort: SortName, position: list[Any]) -> list[Any]:
-    """A cursor's position typed for comparison with the sort expression."""
-    name = sort.lstrip("-")
-    value = position[0]
-    if name in ("created_at", "updated_at") or (name == "due_at" and value not in ("infinity", "-infinity")):
-        value = datetime.fromisoformat(value)
-    return [value, position[1]]
-
+        params.update(after_value=after[0], after_id=after[1])
+    return page_sql(sort, tuple(used), after is not None)(**params)

@@ -1,11 +1,10 @@
 """Users exist from their first write: the row is made from the token's `sub` (and `email`)."""
 
-from sqlalchemy import text
-from sqlmodel import Session
-
 from shared.auth import Caller
+from shared.db import Query, Sql
 
-_UPSERT = text(
+# Writes only when the user is new or their email changed.
+_UPSERT = Sql(
     """
     INSERT INTO users (id, email, created_at) VALUES (:id, :email, now())
     ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email
@@ -14,6 +13,6 @@ _UPSERT = text(
 )
 
 
-def ensure_user(session: Session, caller: Caller) -> None:
-    """One round trip; writes only when the user is new or their email changed."""
-    session.execute(_UPSERT, {"id": caller.user_id, "email": caller.email})
+def ensure_user(caller: Caller) -> Query:
+    """The statement that makes sure the caller's row exists: one more in a create's flight."""
+    return _UPSERT(id=caller.user_id, email=caller.email)

@@ -7,13 +7,13 @@ at once run one after the other instead of racing.
 from alembic import context
 from sqlalchemy import text
 
-from shared.db import get_engine
+from shared.connect import migration_engine
 
 MIGRATION_LOCK_ID = 0x7000_0001
 
 
 def run_migrations_online() -> None:
-    with get_engine().connect() as connection:
+    with migration_engine().connect() as connection:
         context.configure(connection=connection, transaction_per_migration=False)
         with context.begin_transaction():
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})

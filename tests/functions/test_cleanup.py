@@ -17,18 +17,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 import pg8000.native
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import text
 
 from shared import cleanup, db
 from shared.cli import FakeLambdaContext
 from shared.observability import metrics
 from shared.template import REPO_ROOT, functions
 from tests.conftest import database_url_set, server_url
+from tests.flights import explain, kill_function_backend_when, with_extra_queries
 
 # Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
 pytestmark = pytest.mark.pooler
@@ -369,39 +370,41 @@ def test_the_margin_grows_with_the_slowest_batch():
     assert not cleanup._Run().may_start(cleanup.STOP_MARGIN_MS - 1)
 
 
-def _kill_connection(session: Any, sql: pg8000.native.Connection) -> None:
-    pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    sql.run("SELECT pg_terminate_backend(:pid, 5000)", pid=pid)  # waits until it is gone
+KILLERS: list[threading.Thread] = []
 
 
-def _fail_statement(session: Any, sql: pg8000.native.Connection) -> None:
-    session.execute(text("SELECT 1 / 0"))
+def _kill_connection(connect: Callable[[], pg8000.native.Connection], killed: list[Any]) -> list[db.Query]:
+    """The batch's flight goes on with a long statement, during which its backend is killed."""
+    KILLERS.append(kill_function_backend_when("query LIKE '%pg_sleep%'", connect, killed))
+    return [db.Query("SELECT pg_sleep(5)")]
+
+
+def _fail_statement(connect: Callable[[], pg8000.native.Connection], killed: list[Any]) -> list[db.Query]:
+    killed.append(True)
+    return [db.Query("SELECT 1 / 0")]
 
 
 @pytest.mark.parametrize("fault", [_kill_connection, _fail_statement], ids=["connection-killed", "statement-fails"])
-def test_a_database_fault_mid_run_loses_nothing_and_the_next_run_finishes(sql, alice, bob, batch_size, monkeypatch, capsys, caplog, fault):
+def test_a_database_fault_mid_run_loses_nothing_and_the_next_run_finishes(
+    sql, alice, bob, batch_size, monkeypatch, capsys, caplog, fault, postgres_server, cleanup_database_name
+):
     batch_size(10)
     for user in (alice, bob):
         add_tasks(sql, user, 25, f"now() - {RETENTION} - interval '1 day'")
         add_tasks(sql, user, 4, f"now() - {RETENTION} + interval '1 hour'")
         add_tasks(sql, user, 4, None)
     kept = task_ids(sql) - {str(r[0]) for r in sql.run(f"SELECT id FROM tasks WHERE deleted_at < now() - {RETENTION}")}
-    real_transaction = cleanup.transaction
-    opened = 0
-
-    @contextmanager
-    def transaction_failing_in_the_third_batch(**options: Any) -> Iterator[Any]:
-        nonlocal opened
-        opened += 1  # 1: the cut-off; 2, 3: batches that commit; 4: the batch that fails
-        with real_transaction(**options) as session:
-            yield session
-            if opened == 4:
-                fault(session, sql)
-
-    monkeypatch.setattr(cleanup, "transaction", transaction_failing_in_the_third_batch)
+    killed: list[Any] = []
+    # Flight 1: the cut-off; 2, 3: batches that commit; 4: the batch that fails, in its own flight.
+    connect = lambda: pg8000.native.Connection(**postgres_server, database=cleanup_database_name)  # noqa: E731
+    failing = with_extra_queries(lambda n: fault(connect, killed) if n == 4 else [])
+    monkeypatch.setattr(cleanup, "flight", failing)
     capsys.readouterr()
     with pytest.raises(Exception):
         invoke()
+    for killer in KILLERS:
+        killer.join(10)
+    assert killed == [True], killed
 
     # The two committed batches stay deleted; the failed one deleted nothing.
     assert expired_count(sql) == 50 - 20
@@ -413,7 +416,7 @@ def test_a_database_fault_mid_run_loses_nothing_and_the_next_run_finishes(sql, a
     emf = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line)
     assert (emf["CleanupFailed"], emf["CleanupTasksDeleted"], emf["CleanupFinished"]) == ([1.0], [20.0], [0.0])
 
-    monkeypatch.setattr(cleanup, "transaction", real_transaction)
+    monkeypatch.setattr(cleanup, "flight", db.flight)
     assert invoke() == {"tasks_deleted": 30, "idempotency_keys_deleted": 0, "finished": True}
     assert task_ids(sql) == kept
 
@@ -422,12 +425,7 @@ def test_the_batch_finds_expired_trash_through_its_index_not_the_live_tasks(sql,
     add_tasks(sql, alice, 5000, None)
     add_tasks(sql, alice, 20, f"now() - {RETENTION} - interval '1 day'")
     sql.run("ANALYZE tasks")
-    plan = "\n".join(
-        row[0]
-        for row in sql.run(
-            "EXPLAIN " + cleanup._TASKS.delete.text.replace(":cutoff", "now()").replace(":floor", "NULL").replace(":n", "5000")
-        )
-    )
+    plan = explain(cleanup._TASKS.delete(cutoff=datetime.now(timezone.utc), floor=None, n=5000), role=db.CLEANUP_ROLE)
     assert "Index Scan using ix_tasks_deleted_at" in plan, plan
     assert "Seq Scan" not in plan, plan
 

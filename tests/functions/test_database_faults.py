@@ -24,7 +24,7 @@ from typing import Any
 import pg8000.native
 import pytest
 
-from shared import db, tasks
+from shared import db
 from shared.local.embedded_postgres import EmbeddedPostgres, free_port
 from tests.lambda_api import LambdaApi, Reply
 
@@ -121,7 +121,7 @@ def call_while_down(call: Any) -> Reply:
 def test_a_server_restart_between_calls_is_invisible_to_warm_functions(on_private_server):
     server, api, user = on_private_server, LambdaApi(), f"carol-{uuid.uuid4().hex[:8]}"
     task = api.create_task(user, title="survives a restart")
-    engine, port = db.get_engine(), server.port
+    port = server.port
 
     server.stop()
     call_while_down(lambda: api.get(f"/api/me/tasks/{task['id']}", user=user))
@@ -132,8 +132,7 @@ def test_a_server_restart_between_calls_is_invisible_to_warm_functions(on_privat
     reply = api.get(f"/api/me/tasks/{task['id']}", user=user)
     assert (reply.status, reply.json()) == (200, task)
     reply = api.patch(f"/api/me/tasks/{task['id']}", user=user, json={"title": "and is edited after it"})
-    assert (reply.status, reply.json()["version"]) == (200, 2)
-    assert db.get_engine() is engine  # same warm engine: each call simply connected again
+    assert (reply.status, reply.json()["version"]) == (200, 2)  # each call simply connected again
 
 
 def test_a_write_refused_while_the_server_is_down_leaves_nothing_once_it_is_back(on_private_server):
@@ -155,28 +154,28 @@ def test_a_write_refused_while_the_server_is_down_leaves_nothing_once_it_is_back
 
 
 @pytest.mark.pooler  # behind pgbouncer too: it relays the killed server connection's error
-def test_a_connection_killed_between_statements_of_a_write_commits_nothing(api, sql, alice, monkeypatch):
-    """POST with an Idempotency-Key: the user row and the key's claim are written, then the
-    connection is terminated just before the task's INSERT."""
-    killed: list[bool] = []
-    flush = tasks._flush
-
-    def flush_after_the_connection_is_killed(session: Any) -> None:
-        killed.extend(row[0] for row in sql.run(TERMINATE_FUNCTION_BACKENDS))
-        flush(session)
-
-    monkeypatch.setattr(tasks, "_flush", flush_after_the_connection_is_killed)
+def test_a_connection_killed_between_statements_of_a_write_commits_nothing(api, sql, alice, database_url):
+    """POST with an Idempotency-Key: the flight's first statements ran (the key is claimed),
+    then its user upsert waits on the user's row, locked here, and its backend is terminated."""
+    api.create_task(alice, title="the user exists")
     request = {"user": alice, "json": {"title": "half-written?"}, "headers": {"idempotency-key": key()}}
-    reply = api.post("/api/me/tasks", **request)
+    sql.run("BEGIN")
+    sql.run("SELECT 1 FROM users WHERE id = :id FOR UPDATE", id=alice)
+    killed: list[Any] = []
+    killer = _kill_when_waiting_on_a_lock(database_url, killed)
+    try:
+        reply = api.post("/api/me/tasks", **request)
+    finally:
+        killer.join(10)
+        sql.run("ROLLBACK")
 
-    assert killed == [True], "the function's connection was not found and terminated"
+    assert killed == [True], killed
     assert_unavailable(reply)
-    assert leftovers(sql.run, alice) == {"tasks": 0, "users": 0, "idempotency_keys": 0}
+    assert leftovers(sql.run, alice) == {"tasks": 1, "users": 1, "idempotency_keys": 0}
 
-    monkeypatch.setattr(tasks, "_flush", flush)
     retry = api.post("/api/me/tasks", **request)
     assert retry.status == 201 and "idempotent-replayed" not in retry.headers, retry.body
-    assert leftovers(sql.run, alice) == {"tasks": 1, "users": 1, "idempotency_keys": 1}
+    assert leftovers(sql.run, alice) == {"tasks": 2, "users": 1, "idempotency_keys": 1}
 
 
 def _kill_when_waiting_on_a_lock(database_url: str, killed: list[Any]) -> threading.Thread:

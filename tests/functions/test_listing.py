@@ -9,9 +9,7 @@ from datetime import datetime, timedelta, timezone
 from itertools import product
 
 import pytest
-from sqlalchemy.dialects import postgresql
 
-from shared.task_listing import TaskFilters, page_query
 
 # Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
 pytestmark = pytest.mark.pooler
@@ -89,31 +87,6 @@ def test_every_sort_pages_through_every_task_exactly_once_in_contract_order(api,
 def test_default_sort_is_newest_first(api, alice, tied_tasks):
     items, _ = walk(api, alice, {})
     assert [t["id"] for t in items] == [t["id"] for t in reference_order(tied_tasks, "-created_at")]
-
-
-def test_a_page_reads_in_index_order_for_every_sort_and_search_uses_the_trigram_index(database_url, sql):
-    """No sort node and no table scan: each sort has an index in its exact order."""
-    compile_ = lambda s: str(s.compile(dialect=postgresql.dialect(paramstyle="named"), compile_kwargs={"literal_binds": True}))  # noqa: E731
-    sql.run("SET enable_seqscan = off")
-    for sort in SORTS + [f"-{s}" for s in SORTS]:
-        plan = "\n".join(r[0] for r in sql.run("EXPLAIN " + compile_(page_query("u", TaskFilters(), sort, None, 50))))
-        assert "Sort" not in plan.replace("Sort Key", "") and "Index" in plan, (sort, plan)
-    # With enough rows for the planner to care (GIN statistics come from VACUUM), the words
-    # of `q` are looked up in the trigram index, not matched row by row.
-    sql.run("RESET ALL")
-    sql.run("INSERT INTO users (id) VALUES ('planner')")
-    sql.run(
-        "INSERT INTO tasks (id, user_id, title, description) SELECT gen_random_uuid(), 'planner', "
-        "'task number ' || i, 'nothing to see ' || md5(i::text) FROM generate_series(1, 5000) AS i"
-    )
-    try:
-        sql.run("VACUUM ANALYZE tasks")
-        search = page_query("planner", TaskFilters(q="milk 50%"), "-created_at", None, 50)
-        plan = "\n".join(r[0] for r in sql.run("EXPLAIN " + compile_(search)))
-    finally:
-        sql.run("DELETE FROM tasks WHERE user_id = 'planner'")
-        sql.run("DELETE FROM users WHERE id = 'planner'")
-    assert "ix_tasks_search" in plan, plan
 
 
 # ---------------------------------------------------------------------------- filters

@@ -1,114 +1,81 @@
-"""The engine's connection rules: Neon URLs as they are, verified TLS, NODELAY, bounded retry."""
+"""Flights (shared/db.py): one write, one Sync, one transaction, the settings held to its end."""
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
+import uuid
 
-import pg8000
 import pytest
-from sqlalchemy import text
 
 from shared import db
 from shared.errors import DatabaseUnavailable
+from tests.lambda_api import LambdaApi
 
-NEON = "postgresql://alex:AbC123@ep-cool-darkness-123456.us-east-2.aws.neon.tech/dbname?sslmode=require&channel_binding=require"
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts, for each flight, the Sync messages written on the wire (the socket's writes)."""
+    counted: list[int] = []
+    real = db._exchange
+
+    def counting(sock, queries):
+        class Tap:
+            def write(self, data: bytes) -> int:
+                counted.append(_syncs_in(data))
+                return sock.write(data)
+
+            def __getattr__(self, name: str):
+                return getattr(sock, name)
+
+        return real(Tap(), queries)
+
+    monkeypatch.setattr(db, "_exchange", counting)
+    return counted
 
 
-def test_a_neon_url_is_accepted_as_is_and_verified():
-    params = db.parse_database_url(NEON)
-    assert (params.host, params.port, params.user, params.password, params.database) == (
-        "ep-cool-darkness-123456.us-east-2.aws.neon.tech", 5432, "alex", "AbC123", "dbname",
+def _syncs_in(data: bytes) -> int:
+    """Walks the frontend messages in `data` and counts the Syncs ('S', length 4)."""
+    count, position = 0, 0
+    while position < len(data):
+        code, length = data[position : position + 1], int.from_bytes(data[position + 1 : position + 5], "big")
+        count += code == b"S"
+        position += 1 + length
+    return count
+
+
+def test_a_flight_is_one_write_with_one_sync_for_all_its_statements(database_url, syncs):
+    results = db.flight(db.Query("SELECT 1 AS a"), db.Query("SELECT 2 AS b"), db.Query("SELECT 3 AS c"))
+    assert [r.rows for r in results] == [[{"a": 1}], [{"b": 2}], [{"c": 3}]]
+    assert syncs == [1]
+
+
+def test_the_transaction_local_settings_hold_to_the_end_of_the_flight_and_no_longer(database_url):
+    probe = db.Query(
+        "SELECT current_user AS role, current_setting('app.user_id') AS caller, current_setting('statement_timeout') AS timeout"
     )
-    assert params.tls == "verify-full"
+    first, last = db.flight(probe, db.Query("SELECT pg_sleep(0.01)"), probe, user_id="alice")[::2]
+    assert first.rows == last.rows == [{"role": "todo_app", "caller": "alice", "timeout": "5s"}]
+    (after,) = db.flight(db.Query("SELECT current_setting('app.user_id', true) AS caller"))  # a new flight: nothing carried
+    assert after.rows == [{"caller": ""}]
 
 
-@pytest.mark.parametrize(
-    ("url", "tls"),
-    [
-        ("postgresql://u@db.example.com/d", "verify-full"),  # remote: verified unless told otherwise
-        ("postgres://u@127.0.0.1/d", "disable"),  # loopback: plain unless told otherwise
-        ("postgresql://u@localhost/d?sslmode=verify-ca", "verify-ca"),
-        ("postgresql://u@db.example.com/d?sslmode=prefer", "opportunistic"),
-        ("postgresql://u@db.example.com/d?sslmode=disable", "disable"),
-        ("postgresql+pg8000://u@db.example.com/d?sslmode=verify-full", "verify-full"),
-    ],
-)
-def test_sslmode_maps_to_a_tls_policy(url, tls):
-    assert db.parse_database_url(url).tls == tls
+def test_a_statement_failing_in_the_middle_leaves_nothing_of_the_flight_written(database_url, sql):
+    marker = f"mid-{uuid.uuid4().hex[:8]}"
+    insert = db.Query("INSERT INTO users (id) VALUES ($1)", (marker,))
+    with pytest.raises(db.QueryFailed) as failed:
+        db.flight(insert, db.Query("SELECT 1 / 0"), db.Query("INSERT INTO users (id) VALUES ($1 || '-2')", (marker,)), user_id=marker)
+    assert (failed.value.index, failed.value.sqlstate) == (1, "22012")
+    assert sql.run("SELECT count(*) FROM users WHERE id LIKE :m", m=f"{marker}%") == [[0]]
+    db.flight(insert, user_id=marker)  # and the same statement alone commits
+    assert sql.run("SELECT count(*) FROM users WHERE id = :m", m=marker) == [[1]]
 
 
-def test_a_unix_socket_host_is_understood():
-    params = db.parse_database_url("postgresql://u@/d?host=/run/postgresql")
-    assert params.unix_sock == "/run/postgresql/.s.PGSQL.5432" and params.tls == "disable"
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "mysql://u@h/d",
-        "postgresql://u@h/d?sslmode=sometimes",
-        "postgresql://u@h/d?sslcompression=1",
-        "postgresql://u@h/d?sslmode=disable&channel_binding=require",
-    ],
-)
-def test_an_unusable_url_is_refused_with_a_reason(url):
-    with pytest.raises(db.ConfigurationError):
-        db.parse_database_url(url)
-
-
-def test_the_tls_context_verifies_and_is_built_once():
-    context = db.tls_context("verify-full", None)
-    assert context is db.tls_context("verify-full", None)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert db.tls_context("verify-ca", None).check_hostname is False
-
-
-def test_connections_set_tcp_nodelay_and_keep_the_host_for_sni(database_url, monkeypatch):
-    seen = {}
-    real = pg8000.Connection
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pg8000, "Connection", spy)
-    connection = db.connect_once(db.parse_database_url(database_url), timeout=5)
-    try:
-        assert seen["sock"].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        assert seen["host"] == "127.0.0.1" and seen["timeout"] == 5
-    finally:
-        connection.close()
-
-
-def test_an_unreachable_server_is_retried_a_bounded_number_of_times_then_503(monkeypatch):
-    attempts = []
-    real = db.connect_once
-    monkeypatch.setattr(db, "connect_once", lambda params, timeout: attempts.append(timeout) or real(params, timeout))
-    started = time.monotonic()
-    with pytest.raises(DatabaseUnavailable):
-        db.connect_with_retry(db.parse_database_url("postgresql://u@127.0.0.1:9/d"), budget=5)
-    assert 2 <= len(attempts) <= 4
-    assert time.monotonic() - started < 5
-
-
-def test_a_refusal_that_retrying_cannot_fix_is_not_retried(postgres_server, monkeypatch):
-    attempts = []
-    real = db.connect_once
-    monkeypatch.setattr(db, "connect_once", lambda params, timeout: attempts.append(1) or real(params, timeout))
-    url = f"postgresql://postgres@127.0.0.1:{postgres_server['port']}/no_such_database_here"
-    with pytest.raises(pg8000.DatabaseError):
-        db.connect_with_retry(db.parse_database_url(url), budget=5)
-    assert attempts == [1]
-
-
-def test_each_transaction_sets_its_own_statement_timeout_and_caller(database_url):
-    with db.transaction("alice") as session:
-        timeout, user = session.execute(text("SELECT current_setting('statement_timeout'), current_setting('app.user_id')")).one()
-    assert (timeout, user) == ("5s", "alice")
-    with db.transaction() as session:  # transaction-local: nothing carried over
-        assert session.execute(text("SELECT current_setting('app.user_id')")).scalar() == ""
+def test_a_failure_names_its_constraint(database_url, sql):
+    marker = f"dup-{uuid.uuid4().hex[:8]}"
+    insert = db.Query("INSERT INTO users (id) VALUES ($1)", (marker,))
+    with pytest.raises(db.QueryFailed) as failed:
+        db.flight(insert, insert, user_id=marker)
+    assert (failed.value.index, failed.value.sqlstate, failed.value.constraint) == (1, "23505", "users_pkey")
 
 
 def test_a_statement_over_the_timeout_is_503_not_a_hang(database_url, monkeypatch):
@@ -116,16 +83,73 @@ def test_a_statement_over_the_timeout_is_503_not_a_hang(database_url, monkeypatc
     db.reset()
     try:
         started = time.monotonic()
-        with pytest.raises(DatabaseUnavailable), db.transaction() as session:
-            session.execute(text("SELECT pg_sleep(5)"))
+        with pytest.raises(DatabaseUnavailable):
+            db.flight(db.Query("SELECT pg_sleep(5)"))
         assert time.monotonic() - started < 2
     finally:
         monkeypatch.undo()
         db.reset()
 
 
-def test_an_error_inside_the_transaction_rolls_everything_back(database_url, sql):
-    with pytest.raises(RuntimeError), db.transaction("rolled-back") as session:
-        session.execute(text("INSERT INTO users (id) VALUES ('rolled-back')"))
-        raise RuntimeError("boom")
-    assert sql.run("SELECT count(*) FROM users WHERE id = 'rolled-back'") == [[0]]
+def test_named_parameters_compile_to_numbered_ones_and_leave_casts_alone():
+    statement = db.Sql("SELECT :a::uuid, ':b', :c, :a, '1'::int WHERE x = :c")
+    assert statement.text == "SELECT $1::uuid, ':b', $2, $1, '1'::int WHERE x = $2"
+    assert statement(a=1, c=2).params == (1, 2)
+    with pytest.raises(TypeError, match="missing"):
+        statement(a=1)
+
+
+def test_pg8000_still_lends_its_socket_as_the_flight_expects(database_url):
+    """The one pg8000 internal the executor uses: `Connection._sock`, a buffered file."""
+    from shared.connect import connect_with_retry, parse_database_url
+
+    connection = connect_with_retry(parse_database_url(database_url), budget=5)
+    try:
+        sock = db._wire(connection)
+        assert all(callable(getattr(sock, name)) for name in ("read", "write", "flush"))
+    finally:
+        connection.close()
+
+
+ROUTES = [
+    ("GET", "/health", None, None),
+    ("POST", "/api/me/tasks", {"title": "t"}, None),
+    ("POST", "/api/me/tasks", {"title": "t"}, "key"),
+    ("GET", "/api/me/tasks", None, None),
+    ("GET", "/api/me/tasks/{task}", None, None),
+    ("PUT", "/api/me/tasks/{task}", {"title": "u"}, None),
+    ("PATCH", "/api/me/tasks/{task}", {"title": "v"}, None),
+    ("PATCH", "/api/me/tasks/{task}/complete", None, None),
+    ("PATCH", "/api/me/tasks/{task}/complete", None, "key"),
+    ("DELETE", "/api/me/tasks/{gone}", None, None),
+    ("GET", "/api/me/trash", None, None),
+    ("POST", "/api/me/trash/{trashed}/restore", None, "key"),
+    ("POST", "/api/me/categories", {"name": "n"}, "key"),
+    ("GET", "/api/me/categories", None, None),
+    ("GET", "/api/me/categories/{category}", None, None),
+    ("PATCH", "/api/me/categories/{category}", {"color": "#123456"}, None),
+    ("DELETE", "/api/me/categories/{doomed}", None, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "key"), ROUTES, ids=[f"{m} {p}{' +key' if k else ''}" for m, p, _, k in ROUTES])
+def test_every_route_is_one_flight_and_a_replay_one_more(api: LambdaApi, alice, syncs, method, path, body, key):
+    ids = {
+        "task": api.create_task(alice)["id"],
+        "gone": api.create_task(alice)["id"],
+        "trashed": api.create_task(alice)["id"],
+        "category": api.create_category(alice, "c")["id"],
+        "doomed": api.create_category(alice, "d")["id"],
+    }
+    api.delete(f"/api/me/tasks/{ids['trashed']}", user=alice)
+    syncs.clear()
+    headers = {"idempotency-key": f"k-{uuid.uuid4().hex}"} if key else {}
+    user = None if path == "/health" else alice
+    query = {"sort": "title", "q": "milk", "tag": "x"} if path == "/api/me/tasks" and method == "GET" else None
+    reply = api.request(method, path.format(**ids), user=user, json=body, headers=headers, query=query)
+    assert reply.status < 300, reply.body
+    assert syncs == [1], f"{len(syncs)} flights"
+    if key:  # the replay: the change's flight fails on the key, one more reads the record
+        again = api.request(method, path.format(**ids), user=user, json=body, headers=headers)
+        assert again.headers.get("idempotent-replayed") == "true" and again.body == reply.body
+        assert syncs == [1, 1, 1]

@@ -4,9 +4,7 @@ own transaction for user A, neither sees nor changes user B's rows (row-level se
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import exc, text
-
-from shared.db import transaction
+from shared.db import CLEANUP_ROLE, Query, QueryFailed, flight
 
 # Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
 pytestmark = pytest.mark.pooler
@@ -24,23 +22,22 @@ def two_users(api, alice, bob):
 
 
 def test_the_application_role_is_neither_owner_nor_superuser(database_url):
-    with transaction("anyone") as session:
-        role, superuser, bypass, owns = session.execute(
-            text(
-                "SELECT current_user, rolsuper, rolbypassrls, "
-                "EXISTS (SELECT FROM pg_tables WHERE tablename = 'tasks' AND tableowner = current_user) "
-                "FROM pg_roles WHERE rolname = current_user"
-            )
-        ).one()
-    assert (role, superuser, bypass, owns) == ("todo_app", False, False, False)
+    (result,) = flight(
+        Query(
+            "SELECT current_user AS role, rolsuper, rolbypassrls, "
+            "EXISTS (SELECT FROM pg_tables WHERE tablename = 'tasks' AND tableowner = current_user) AS owns "
+            "FROM pg_roles WHERE rolname = current_user"
+        ),
+        user_id="anyone",
+    )
+    assert result.rows == [{"role": "todo_app", "rolsuper": False, "rolbypassrls": False, "owns": False}]
 
 
 @pytest.mark.parametrize("table", ["tasks", "categories", "users", "idempotency_keys"])
 def test_a_query_without_an_owner_filter_sees_only_the_callers_rows(two_users, sql, table):
     alice, bob = two_users
     owner = "id" if table == "users" else "user_id"
-    with transaction(alice) as session:
-        seen = {row[0] for row in session.execute(text(f"SELECT {owner} FROM {table}"))}
+    seen = {row["owner"] for row in flight(Query(f"SELECT {owner} AS owner FROM {table}"), user_id=alice)[0].rows}
     assert seen == {alice}
     assert sql.run(f"SELECT count(*) FROM {table} WHERE {owner} = :b", b=bob)[0][0] > 0  # bob's rows exist
 
@@ -48,43 +45,42 @@ def test_a_query_without_an_owner_filter_sees_only_the_callers_rows(two_users, s
 def test_writes_without_an_owner_filter_touch_only_the_callers_rows(two_users, sql):
     alice, bob = two_users
     bobs_before = sql.run("SELECT * FROM tasks WHERE user_id = :b ORDER BY id", b=bob)
-    with transaction(alice) as session:
-        updated = session.execute(text("UPDATE tasks SET title = 'overwritten'")).rowcount
-        session.execute(text("DELETE FROM idempotency_keys"))
-        session.execute(text("UPDATE categories SET name = 'overwritten'"))
+    updated = flight(
+        Query("UPDATE tasks SET title = 'overwritten'"),
+        Query("DELETE FROM idempotency_keys"),
+        Query("UPDATE categories SET name = 'overwritten'"),
+        user_id=alice,
+    )[0].row_count
     assert updated == sql.run("SELECT count(*) FROM tasks WHERE user_id = :a", a=alice)[0][0]
     assert sql.run("SELECT * FROM tasks WHERE user_id = :b ORDER BY id", b=bob) == bobs_before
     assert sql.run("SELECT count(*) FROM idempotency_keys WHERE user_id = :b", b=bob) == [[1]]
     assert sql.run("SELECT name FROM categories WHERE user_id = :b", b=bob) == [[f"{bob}'s"]]
-    with transaction(alice) as session:
-        session.execute(text("DELETE FROM tasks"))
+    flight(Query("DELETE FROM tasks"), user_id=alice)
     assert sql.run("SELECT * FROM tasks WHERE user_id = :b ORDER BY id", b=bob) == bobs_before
 
 
 def test_a_row_cannot_be_written_in_another_users_name(two_users, sql):
     alice, bob = two_users
-    with pytest.raises(exc.DBAPIError, match="row-level security"), transaction(alice) as session:
-        session.execute(text("INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), :b, 'planted')"), {"b": bob})
-    with pytest.raises(exc.DBAPIError, match="row-level security"), transaction(alice) as session:
-        session.execute(text("UPDATE tasks SET user_id = :b"), {"b": bob})
+    with pytest.raises(QueryFailed, match="row-level security"):
+        flight(Query("INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), $1, 'planted')", (bob,)), user_id=alice)
+    with pytest.raises(QueryFailed, match="row-level security"):
+        flight(Query("UPDATE tasks SET user_id = $1", (bob,)), user_id=alice)
     assert sql.run("SELECT count(*) FROM tasks WHERE title = 'planted'") == [[0]]
 
 
 def test_without_a_caller_nothing_is_visible(two_users):
-    with transaction() as session:
-        assert session.execute(text("SELECT count(*) FROM tasks")).scalar() == 0
+    assert flight(Query("SELECT count(*) AS n FROM tasks"))[0].rows == [{"n": 0}]
 
 
 def test_the_cleanup_role_sees_only_trash_and_expired_records(two_users, sql):
     alice, bob = two_users
     sql.run("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE user_id = :a", a=alice)
-    users = {"a": alice, "b": bob}
-    with transaction(role="todo_cleanup") as session:
-        trash = session.execute(
-            text("SELECT bool_and(deleted_at IS NOT NULL), count(*) FROM tasks WHERE user_id IN (:a, :b)"), users
-        ).one()
-        keys = session.execute(text("SELECT user_id FROM idempotency_keys WHERE user_id IN (:a, :b)"), users).all()
-    assert trash == (True, 2)  # of their four live and two trashed tasks
-    assert keys == [(alice,)]  # bob's record has not expired
-    with pytest.raises(exc.DBAPIError, match="permission denied"), transaction(role="todo_cleanup") as session:
-        session.execute(text("SELECT count(*) FROM categories"))
+    trash, keys = flight(
+        Query("SELECT bool_and(deleted_at IS NOT NULL) AS trashed, count(*) AS n FROM tasks WHERE user_id IN ($1, $2)", (alice, bob)),
+        Query("SELECT user_id FROM idempotency_keys WHERE user_id IN ($1, $2)", (alice, bob)),
+        role=CLEANUP_ROLE,
+    )
+    assert trash.rows == [{"trashed": True, "n": 2}]  # of their four live and two trashed tasks
+    assert keys.rows == [{"user_id": alice}]  # bob's record has not expired
+    with pytest.raises(QueryFailed, match="permission denied"):
+        flight(Query("SELECT count(*) FROM categories"), role=CLEANUP_ROLE)

@@ -1,4 +1,4 @@
-"""The engine against a real TLS + SCRAM Postgres (as Neon has): verified, bound, no silent fallback.
+"""Connections against a real TLS + SCRAM Postgres (as Neon has): verified, bound, no silent fallback.
 
 One throwaway server for the module (bench/pg_tls.py): TCP only through
 `hostssl ... scram-sha-256`, a self-signed CA, a certificate for localhost / 127.0.0.1.
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pg8000
 import pytest
-from sqlalchemy import Engine, text
 
 from bench.pg_tls import ServerBinariesNotFound, TlsPostgres, find_bindir, make_ca, tls_postgres
-from shared import db
+from shared import connect as db
 
 try:
     find_bindir()
@@ -47,18 +46,28 @@ def server() -> Iterator[TlsPostgres]:
         yield running
 
 
+class Connected:
+    """A connection as the functions open one (shared/connect.py), for one statement."""
+
+    def __init__(self, url: str) -> None:
+        self.raw = db.connect_with_retry(db.parse_database_url(url), budget=10)
+
+    def __enter__(self) -> "Connected":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.raw.close()
+
+    def one(self, statement: str) -> tuple:
+        cursor = self.raw.cursor()
+        cursor.execute(statement)
+        return tuple(cursor.fetchone())
+
+
 @pytest.fixture
-def engine_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Engine]]:
-    """The project's engine for a URL, as a function builds it from DATABASE_URL."""
-
-    def make(url: str) -> Engine:
-        monkeypatch.setenv("DATABASE_URL", url)
-        db.reset()
-        return db.get_engine()
-
-    yield make
-    monkeypatch.undo()
-    db.reset()
+def connection_for() -> Callable[[str], Callable[[], Connected]]:
+    """How a function connects for a URL."""
+    return lambda url: (lambda: Connected(url))
 
 
 def errors_in(error: BaseException) -> list[BaseException]:
@@ -69,8 +78,8 @@ def errors_in(error: BaseException) -> list[BaseException]:
     return seen
 
 
-def tls_socket(connection) -> ssl.SSLSocket:
-    raw = connection.connection.dbapi_connection  # the pg8000 connection behind SQLAlchemy's
+def tls_socket(connection: Connected) -> ssl.SSLSocket:
+    raw = connection.raw
     assert isinstance(raw._usock, ssl.SSLSocket), "the client socket is not TLS"
     return raw._usock
 
@@ -81,18 +90,18 @@ def assert_verified(sock: ssl.SSLSocket) -> None:
     assert dict(x[0] for x in sock.getpeercert()["subject"])["commonName"] == "localhost"  # {} if unverified
 
 
-def test_the_engine_connects_with_verified_tls(server, engine_for):
-    with engine_for(server.url).connect() as c:  # sslmode=verify-full&sslrootcert=<ca>
-        ssl_on, version = c.execute(text(SSL_ROW)).one()
+def test_a_connection_is_made_with_verified_tls(server, connection_for):
+    with connection_for(server.url)() as c:  # sslmode=verify-full&sslrootcert=<ca>
+        ssl_on, version = c.one(SSL_ROW)
         assert ssl_on is True and version.startswith("TLS")
         assert_verified(tls_socket(c))
 
 
-def test_sslmode_require_is_verified_too(server, engine_for, tmp_path):
+def test_sslmode_require_is_verified_too(server, connection_for, tmp_path):
     url = server.url_with(sslmode="require")
     assert db.parse_database_url(url).tls == "verify-full"
-    with engine_for(url).connect() as c:
-        assert c.execute(text(SSL_ROW)).one()[0] is True
+    with connection_for(url)() as c:
+        assert c.one(SSL_ROW)[0] is True
         assert_verified(tls_socket(c))
     # and it means it: with a CA that did not sign the server's certificate, no connection
     wrong = tmp_path / "unrelated-ca.pem"
@@ -101,10 +110,10 @@ def test_sslmode_require_is_verified_too(server, engine_for, tmp_path):
         db.connect_once(db.parse_database_url(server.url_with(sslmode="require", sslrootcert=str(wrong))), timeout=10)
 
 
-def test_without_sslrootcert_the_system_cas_refuse_the_certificate(server, engine_for):
-    engine = engine_for(server.url_with(sslrootcert=None))  # verify-full against the system CAs
-    with pytest.raises(Exception) as raised, engine.connect() as c:
-        c.execute(text("SELECT 1"))
+def test_without_sslrootcert_the_system_cas_refuse_the_certificate(server, connection_for):
+    connect = connection_for(server.url_with(sslrootcert=None))  # verify-full against the system CAs
+    with pytest.raises(Exception) as raised, connect() as c:
+        c.one("SELECT 1")
     cert_errors = [e for e in errors_in(raised.value) if isinstance(e, ssl.SSLCertVerificationError)]
     assert cert_errors, f"failed, but not on the certificate: {raised.value!r}"
     assert "certificate verify failed" in str(cert_errors[0])
@@ -119,17 +128,17 @@ def test_a_certificate_failure_is_not_retried(server, monkeypatch):
     assert attempts == [1]
 
 
-def test_channel_binding_require_is_accepted_and_scram_plus_is_used(server, engine_for):
+def test_channel_binding_require_is_accepted_and_scram_plus_is_used(server, connection_for):
     url = server.url_with(sslmode="require", channel_binding="require")
-    with engine_for(url).connect() as c:
-        assert c.execute(text(SSL_ROW)).one()[0] is True
-        auth = c.connection.dbapi_connection.auth  # pg8000's scramp client
+    with connection_for(url)() as c:
+        assert c.one(SSL_ROW)[0] is True
+        auth = c.raw.auth  # pg8000's scramp client
         assert auth.mechanism_name == "SCRAM-SHA-256-PLUS"
         assert str(auth.cb.name) == "tls-server-end-point"
     # pg8000 binds whenever TLS is on and the server offers -PLUS, with or without the
     # parameter; `channel_binding=require` makes shared/db.py refuse a connection that did not.
-    with engine_for(server.url).connect() as c:
-        assert c.connection.dbapi_connection.auth.mechanism_name == "SCRAM-SHA-256-PLUS"
+    with connection_for(server.url)() as c:
+        assert c.raw.auth.mechanism_name == "SCRAM-SHA-256-PLUS"
 
 
 def _plain_url(server: TlsPostgres, **query: str | None) -> str:
@@ -147,10 +156,10 @@ def test_libpq_refuses_a_server_that_authenticates_without_channel_binding(serve
     assert refused.returncode != 0 and "channel binding" in refused.stderr
 
 
-def test_channel_binding_require_refuses_authentication_without_binding(server, engine_for):
-    engine = engine_for(_plain_url(server, sslmode="require", channel_binding="require"))
-    with pytest.raises(Exception), engine.connect() as c:
-        c.execute(text("SELECT 1"))
+def test_channel_binding_require_refuses_authentication_without_binding(server, connection_for):
+    connect = connection_for(_plain_url(server, sslmode="require", channel_binding="require"))
+    with pytest.raises(db.ChannelBindingError), connect() as c:
+        c.one("SELECT 1")
 
 
 @contextmanager
@@ -214,3 +223,16 @@ def test_the_host_is_sent_as_sni_and_checked_against_the_certificate(server, tmp
             db.connect_once(db.parse_database_url(url(port, "verify-ca")), timeout=5)
         assert not isinstance(raised.value, ssl.SSLCertVerificationError)
     assert seen == ["localhost", "localhost"]
+
+
+def test_a_scram_login_derives_the_salted_password_once(server, connection_for):
+    """The cache in shared/connect.py is used by real SCRAM logins: the second connect hits it."""
+    from scramp import core
+
+    with connection_for(server.url)():
+        pass
+    before = core.hi.cached.cache_info()
+    with connection_for(server.url)():
+        pass
+    after = core.hi.cached.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
