@@ -112,12 +112,3 @@ def functions(path: Path = TEMPLATE_PATH) -> dict[str, Function]:
 
 def http_routes(path: Path = TEMPLATE_PATH) -> list[tuple[Route, Function]]:
     return [(route, function) for function in functions(path).values() for route in function.routes]
-
-
-def jwt_authorizer(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    """The HttpApi's default JWT authorizer as written (issuer/audience may be `Ref`s)."""
-    for resource in load_template(path)["Resources"].values():
-        if resource.get("Type") == "AWS::Serverless::HttpApi":
-            auth = resource["Properties"]["Auth"]
-            return auth["Authorizers"][auth["DefaultAuthorizer"]]
-    raise LookupError("template.yaml has no AWS::Serverless::HttpApi")

@@ -46,9 +46,13 @@ def test_invoke_names_the_functions_when_given_an_unknown_one(database_url):
 
 @pytest.mark.parametrize("function", sorted(f.logical_id for f in functions().values() if f.routes))
 def test_every_example_event_gets_an_answer_from_the_contract(database_url, function):
+    """On a fresh database: the ids in the example events exist nowhere (404); lists and
+    health answer 200, creates 201."""
+    route = functions()[function].routes[0]
+    expected = 404 if "{task_id}" in route.path or "{category_id}" in route.path else 201 if route.method == "POST" else 200
     result = _cli("invoke", function, "--event", f"events/{function}.json", database_url=database_url)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["statusCode"] in {200, 201, 204, 404}
+    assert json.loads(result.stdout)["statusCode"] == expected
 
 
 def test_migrate_twice_is_harmless(database_url):

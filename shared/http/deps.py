@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.auth import Caller
+from shared.auth import Caller, caller_from_event
 from shared.errors import BadRequest, InvalidField
 from shared.idempotency import IdempotencyKey, Outcome
 
@@ -19,8 +19,10 @@ _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT fr
 
 
 async def current_caller(request: Request, _token: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Caller:
-    """Set by `ContractRoute` before any parameter is read (401/403 first)."""
-    return request.state.caller
+    """The caller `ContractRoute` found before any parameter was read (401/403 first, on
+    user-scoped paths), or, on any other route, read from the event now (401 if none)."""
+    caller = getattr(request.state, "caller", None)
+    return caller if caller is not None else caller_from_event(request.scope.get("aws.event"))
 
 
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')

@@ -206,10 +206,6 @@ class JwtAuthorizer:
             jwks = RemoteJwks(jwks_url=config.jwks_url, issuer=config.issuer)
         return cls(config.issuer, config.audience, jwks)
 
-    @classmethod
-    def from_env(cls, issuer: str | None = None, audience: str | None = None, jwks_url: str | None = None) -> JwtAuthorizer:
-        return cls.from_config(AuthorizerConfig.resolve(issuer, audience, jwks_url))
-
     @staticmethod
     def token_from_header(value: str | None) -> str:
         """The identity source holds the token alone, or prefixed with `Bearer `."""
