@@ -3,6 +3,7 @@
     .venv/bin/python bench/round_trips.py                          # D = 10 ms one way, 7 samples, ~1 minute
     .venv/bin/python bench/round_trips.py --delay-ms 20 --samples 9
     .venv/bin/python bench/round_trips.py --smoke                  # every route answers; no figure asserted, < 30 s
+    .venv/bin/python bench/round_trips.py --via-pgbouncer          # function -> relay -> PgBouncer -> Postgres
 
 A loopback benchmark cannot see round trips: on 127.0.0.1 one costs ~0.1 ms. Here every
 byte between client and server goes through a relay (a separate process, 127.0.0.1 only,
@@ -31,6 +32,15 @@ Measured, every figure from this run:
     set_config; the statements; COMMIT) for GetTask, ListTasks and CreateTask, and GetTask's
     statements in ONE pipelined flight (psycopg pipeline mode) to show the goal is reachable;
   - a cold process: a fresh interpreter imports GetTask and makes its first and second call.
+
+`--via-pgbouncer`: the functions' DATABASE_URL goes to the relay and the relay to a private
+PgBouncer in transaction mode (shared/local/pgbouncer.py), which goes to the same TLS + SCRAM
+Postgres: the delay sits on the Lambda-to-Neon-pooler hop. PgBouncer takes the clients over TLS
+only (`client_tls_sslmode = require`, a certificate for localhost / 127.0.0.1 from the server's
+throwaway CA, so the URL still says verify-full) and authenticates them with SCRAM-SHA-256
+(`auth_type = scram-sha-256`, the password in plain text in its auth_file: pgbouncer 1.18 then
+does SCRAM with the server too); its own connections to the server are TLS, verify-full.
+Migrations still go straight to the server.
 
 Goal (shared/CONTRACT.md, "Round trips"): each HTTP function does its database work in one
 flight after the connection is authenticated: total <= connect + 1.
@@ -783,6 +793,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--functions", help="comma-separated route rows to run (e.g. GetTask,Health); the connect row always runs")
     parser.add_argument("--no-psycopg", action="store_true", help="skip the psycopg baseline rows")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a route misses its goal (by the wire count) too")
+    parser.add_argument("--via-pgbouncer", action="store_true",
+                        help="put a private PgBouncer (transaction mode, TLS + SCRAM to the client) behind the relay, "
+                             "in front of the server: the delay is then the function-to-pooler hop")
     args = parser.parse_args(argv)
     delay = (args.delay_ms if args.delay_ms is not None else (2.0 if args.smoke else 10.0)) / 1000
     samples = args.samples if args.samples is not None else (1 if args.smoke else 7)
@@ -802,10 +815,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     previous_url = os.environ.get("DATABASE_URL")
     try:
-        with tls_postgres() as server, DelayRelay("127.0.0.1", server.port) as relay:
+        with tls_postgres() as server, contextlib.ExitStack() as stack:
+            upstream, bouncer = server.port, None
+            if args.via_pgbouncer:
+                bouncer = stack.enter_context(pgbouncer_for(server))
+                upstream = bouncer.port
+                log(f"PgBouncer (transaction mode, TLS + SCRAM) on 127.0.0.1:{bouncer.port} in front of the server")
+            relay = stack.enter_context(DelayRelay("127.0.0.1", upstream))
             log(f"Postgres {server.server_version} (TLS + SCRAM) on :{server.port}, relay on 127.0.0.1:{relay.port}")
             relay_url = dataclasses.replace(server, port=relay.port).url
-            return run(args, server, relay, relay_url, delay, base, samples, cold_samples, started)
+            return run(args, server, relay, relay_url, delay, base, samples, cold_samples, started, bouncer)
     finally:
         if previous_url is None:
             os.environ.pop("DATABASE_URL", None)
@@ -813,8 +832,27 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["DATABASE_URL"] = previous_url
 
 
+def pgbouncer_for(server: Any) -> Any:
+    """A private PgBouncer in front of `server` (bench/pg_tls.py's): TLS + SCRAM to its clients with
+    a certificate from the server's CA, SCRAM and TLS (verify-full) to the server. Not started."""
+    from shared.local.pgbouncer import INSTALL_HINT, PgBouncer, find_binary
+
+    if find_binary() is None:
+        raise SystemExit(f"--via-pgbouncer: pgbouncer is not installed ({INSTALL_HINT})")
+    return PgBouncer("127.0.0.1", server.port, server.user, password=server.password,
+                     client_tls=server.ca.issue(), server_tls_ca=server.ca_path,
+                     ssl_context=ssl.create_default_context(cafile=server.ca_path))
+
+
+def pgbouncer_version(bouncer: Any) -> str:
+    with contextlib.suppress(Exception):
+        out = subprocess.run([bouncer.binary, "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.split("\n")[0].strip()
+    return "PgBouncer"
+
+
 def run(args: argparse.Namespace, server: Any, relay: DelayRelay, relay_url: str, delay: float, base: float,
-        samples: int, cold_samples: int, started: float) -> int:
+        samples: int, cold_samples: int, started: float, bouncer: Any = None) -> int:
     from shared import db
     from shared.cli import migrate
 
@@ -875,8 +913,13 @@ def run(args: argparse.Namespace, server: Any, relay: DelayRelay, relay_url: str
             f"Stack: pg8000 {pg8000.__version__}, SQLAlchemy {sqlalchemy.__version__}"
             + (f", psycopg {psycopg.__version__} (libpq {psycopg.pq.version()})" if psycopg else "")
             + f", {ssl.OPENSSL_VERSION}",
-            f"Server: PostgreSQL {server.server_version} ({server.bindir}), TLS only, verify-full against its own CA, "
-            "SCRAM-SHA-256; the relay on 127.0.0.1 in front of it (a separate process)",
+            (f"Server: PostgreSQL {server.server_version} ({server.bindir}), TLS only, verify-full against its own CA, "
+             "SCRAM-SHA-256; the relay on 127.0.0.1 in front of it (a separate process)") if bouncer is None else
+            (f"Server: PostgreSQL {server.server_version} ({server.bindir}), TLS + SCRAM-SHA-256, behind {pgbouncer_version(bouncer)} "
+             "(pool_mode = transaction; clients: TLS required, verify-full against the same CA, auth_type = scram-sha-256; "
+             "to the server: TLS verify-full, SCRAM)"),
+            *([f"VIA PGBOUNCER: function -> relay (the delay: the function-to-pooler hop) -> PgBouncer -> Postgres; "
+               "the pooler's server connections stay open, so their cost is not in any row"] if bouncer is not None else []),
             f"Bare connect: {project.connect.__name__}.connect_with_retry(parse_database_url(url), timeout), then close; "
             "the handlers connect as deployed, each call its own new connection",
         ]

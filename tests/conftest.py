@@ -6,7 +6,7 @@ fresh database, migrated by `todo-api migrate`'s own code, and drops it at the e
 
 The pooler pass (`TEST_DATABASE_VIA=pgbouncer pytest -m pooler`, the second half of `make
 test`): the application's DATABASE_URL goes through a private PgBouncer in transaction mode
-(tests/pgbouncer.py), as Neon's pooled URL does; migrations and the tests' own `sql`
+(shared/local/pgbouncer.py), as Neon's pooled URL does; migrations and the tests' own `sql`
 connection still go straight to the server (a pooled URL is not for migrations, and `sql`
 holds session state: BEGIN ... ROLLBACK, SET). What is marked `pooler` runs twice: every
 route, ownership, listing, retries and If-Match races, cleanup, health, row-level security,
@@ -95,9 +95,9 @@ def server_url(server: dict[str, object], database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(postgres_server: dict[str, object]):  # -> Iterator[tests.pgbouncer.PgBouncer]
+def pgbouncer(postgres_server: dict[str, object]):  # -> Iterator[shared.local.pgbouncer.PgBouncer]
     """A private PgBouncer in transaction mode in front of the run's server (pooler pass)."""
-    from tests.pgbouncer import INSTALL_HINT, PgBouncer, find_binary
+    from shared.local.pgbouncer import INSTALL_HINT, PgBouncer, find_binary
 
     if find_binary() is None:
         pytest.fail(f"TEST_DATABASE_VIA=pgbouncer, but pgbouncer is not installed: {INSTALL_HINT}", pytrace=False)

@@ -1,5 +1,7 @@
 """A private PgBouncer in transaction mode, the pooler Neon puts in front of Postgres for
-serverless clients, for the tests' pooler pass (`TEST_DATABASE_VIA=pgbouncer`, tests/conftest.py).
+serverless clients: development tooling (never imported by a Lambda function) for the tests'
+pooler pass (`TEST_DATABASE_VIA=pgbouncer`, tests/conftest.py) and for
+`bench/round_trips.py --via-pgbouncer`.
 
 Supervised like the embedded Postgres (shared/local/embedded_postgres.py):
 
@@ -9,6 +11,11 @@ Supervised like the embedded Postgres (shared/local/embedded_postgres.py):
   and then serves the next client, so nothing session-level survives between requests;
 - `auth_type = trust` with the one user in `auth_file`: the servers the tests use (the local
   one in CI, or the embedded one) trust 127.0.0.1, so there is no password to relay;
+- or, for the benchmark (keyword arguments; the defaults are the tests' setup above): a
+  `password`, kept in plain text in `auth_file` (pgbouncer 1.18 then does SCRAM-SHA-256 with
+  the client and with the server), `auth_type = scram-sha-256`, TLS to the clients
+  (`client_tls`: a certificate and key, `client_tls_sslmode = require`) and TLS to the
+  server (`server_tls_ca`: `server_tls_sslmode = verify-full` against that CA);
 - pgbouncer refuses to run as root: when we are root it runs as `postgres` (or `nobody`),
   switched by Popen, not by pgbouncer's `-u`, so that the parent-death signal set after
   the switch survives it (the kernel clears it when credentials change): it cannot outlive
@@ -25,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -77,8 +85,24 @@ class PgBouncer:
     that started the child exits.
     """
 
-    def __init__(self, server_host: str, server_port: int, user: str = "postgres", *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        server_host: str,
+        server_port: int,
+        user: str = "postgres",
+        *,
+        host: str = "127.0.0.1",
+        password: str | None = None,
+        client_tls: tuple[bytes, bytes] | None = None,
+        server_tls_ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`password`: SCRAM-SHA-256 both ways instead of trust. `client_tls`: (cert PEM, key PEM)
+        pgbouncer presents to its clients, who must then use TLS. `server_tls_ca`: the CA file
+        the server's certificate is verified against. `ssl_context`: what this launcher's own
+        connections (the readiness check, `admin`) use when `client_tls` is on."""
         self.server_host, self.server_port, self.user, self.host = server_host, server_port, user, host
+        self.password, self.client_tls, self.server_tls_ca, self.ssl_context = password, client_tls, server_tls_ca, ssl_context
         self.port: int | None = None
         self.binary = find_binary()
         self._dir: Path | None = None
@@ -91,12 +115,20 @@ class PgBouncer:
     def admin(self, command: str) -> list[dict[str, object]]:
         """A command of pgbouncer's admin console (`SHOW POOLS`, `SHOW SERVERS`, ...), as rows."""
         assert self.port is not None, "pgbouncer is not started"
-        connection = pg8000.native.Connection(self.user, host=self.host, port=self.port, database="pgbouncer", timeout=5)
+        connection = self._connect("pgbouncer", timeout=5)
         try:
             rows = connection.run(command)
             return [dict(zip([column["name"] for column in connection.columns or []], row)) for row in rows or []]
         finally:
             connection.close()
+
+    def _connect(self, database: str, timeout: float) -> pg8000.native.Connection:
+        extra: dict[str, object] = {}
+        if self.password is not None:
+            extra["password"] = self.password
+        if self.client_tls is not None:
+            extra["ssl_context"] = self.ssl_context if self.ssl_context is not None else True
+        return pg8000.native.Connection(self.user, host=self.host, port=self.port, database=database, timeout=timeout, **extra)
 
     @property
     def log_path(self) -> Path:
@@ -105,8 +137,18 @@ class PgBouncer:
 
     def _write_config(self, port: int) -> Path:
         assert self._dir is not None
-        (self._dir / "userlist.txt").write_text(f'"{self.user}" ""\n')
+        secret = (self.password or "").replace('"', '""')
+        (self._dir / "userlist.txt").write_text(f'"{self.user}" "{secret}"\n')
         ini = self._dir / "pgbouncer.ini"
+        tls = ""
+        if self.client_tls is not None:
+            (self._dir / "client.crt").write_bytes(self.client_tls[0])
+            (self._dir / "client.key").write_bytes(self.client_tls[1])
+            os.chmod(self._dir / "client.key", 0o600)
+            tls += (f"client_tls_sslmode = require\nclient_tls_cert_file = {self._dir / 'client.crt'}\n"
+                    f"client_tls_key_file = {self._dir / 'client.key'}\n")
+        if self.server_tls_ca is not None:
+            tls += f"server_tls_sslmode = verify-full\nserver_tls_ca_file = {self.server_tls_ca}\n"
         ini.write_text(
             f"""\
 [databases]
@@ -118,7 +160,7 @@ listen_port = {port}
 unix_socket_dir =
 pidfile =
 logfile =
-auth_type = trust
+auth_type = {"trust" if self.password is None else "scram-sha-256"}
 auth_file = {self._dir / "userlist.txt"}
 admin_users = {self.user}
 pool_mode = transaction
@@ -130,7 +172,7 @@ max_client_conn = 100
 ; handles itself, so no startup parameter has to be ignored (an `options` in the URL would
 ; be refused by this pgbouncer, 1.18, rather than silently dropped).
 ignore_startup_parameters =
-"""
+{tls}"""
         )
         return ini
 
@@ -176,7 +218,7 @@ ignore_startup_parameters =
             if self._process.poll() is not None:
                 return False
             try:
-                connection = pg8000.native.Connection(self.user, host=self.host, port=self.port, database="postgres", timeout=2)
+                connection = self._connect("postgres", timeout=2)
                 try:
                     connection.run("SELECT 1")
                 finally:
