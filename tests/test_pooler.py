@@ -20,6 +20,7 @@ def _pool(pgbouncer, database: str, command: str) -> list[dict]:
 
 def test_the_application_goes_through_pgbouncer_in_transaction_mode(api, alice, database_url, database_name, pgbouncer):
     assert database_url == pgbouncer.url(database_name)
+    assert api.get("/health", user=None).status == 200  # the pool has stats once something went through
     [before] = _pool(pgbouncer, database_name, "SHOW STATS")
     task = api.create_task(alice, title="pooled")
     assert api.get(f"/api/me/tasks/{task['id']}", user=alice).status == 200
