@@ -26,14 +26,10 @@ import pytest
 
 from shared import db
 from shared.local.embedded_postgres import EmbeddedPostgres, free_port
+from tests.flights import kill_function_backend_when
 from tests.lambda_api import LambdaApi, Reply
 
 CONNECT_BUDGET = 1.0  # seconds: DB_CONNECT_TIMEOUT while a server is down
-# Every backend of the functions (application_name) in the test database but our own.
-TERMINATE_FUNCTION_BACKENDS = """
-    SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-    WHERE application_name = 'todo-api' AND pid <> pg_backend_pid() AND datname = current_database()
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -179,38 +175,16 @@ def test_a_connection_killed_between_statements_of_a_write_commits_nothing(api, 
 
 
 def _kill_when_waiting_on_a_lock(database_url: str, killed: list[Any]) -> threading.Thread:
-    """A thread that terminates the function's backend once it waits on a lock (so the
-    FATAL arrives while its statement runs: the way a database restart hits a request)."""
+    """Terminates the function's backend once it waits on a lock (so the FATAL arrives while
+    its statement runs: the way a database restart hits a request)."""
     params = db.parse_database_url(database_url)
 
-    def run() -> None:
-        try:
-            connection = pg8000.native.Connection(
-                params.user, host=params.host, port=params.port, database=params.database, timeout=10
-            )
-            try:
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    waiting = connection.run(
-                        "SELECT pid FROM pg_stat_activity WHERE application_name = 'todo-api'"
-                        " AND datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                    if waiting:
-                        killed.extend(connection.run("SELECT pg_terminate_backend(:pid, 5000)", pid=waiting[0][0])[0])
-                        return
-                    time.sleep(0.01)
-                killed.append("no function backend waited on the lock within 5 s")
-            finally:
-                connection.close()
-        except Exception as error:  # noqa: BLE001 - reported by the test
-            killed.append(error)
+    def connect() -> pg8000.native.Connection:
+        return pg8000.native.Connection(params.user, host=params.host, port=params.port, database=params.database, timeout=10)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    return kill_function_backend_when("wait_event_type = 'Lock'", connect, killed)
 
 
-@pytest.mark.pooler  # behind pgbouncer too: it relays the killed server connection's error
 def test_a_connection_killed_during_a_statement_commits_nothing(api, sql, alice, database_url):
     """PATCH .../complete with an Idempotency-Key: the key is claimed, then the task's
     SELECT ... FOR UPDATE waits on a lock held here, and its backend is terminated."""
