@@ -258,12 +258,14 @@ def tls_postgres(
     extra_conf: dict[str, str] | None = None,
     start_timeout: float = 30.0,
     keep_dir: bool = False,
+    bindir: str | Path | None = None,
 ) -> Iterator[TlsPostgres]:
     """Start a private TLS + SCRAM Postgres; stop it and delete everything on exit.
 
     `extra_hba` lines go before the catch-all `hostssl all all 127.0.0.1/32 scram-sha-256`.
+    `bindir` runs other server binaries than `find_bindir()`'s (they must be built with SSL).
     """
-    bindir = find_bindir()
+    bindir = Path(bindir) if bindir is not None else find_bindir()
     as_root = os.geteuid() == 0
     if as_root:
         try:

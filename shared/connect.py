@@ -1,5 +1,9 @@
 """Opening one verified connection: the URL as libpq and Neon write it, TLS, SCRAM, retries.
 
+TLS starts the libpq way (an SSLRequest, the server's 'S', then the handshake), or with
+`sslnegotiation=direct` (libpq 17) the handshake at once, ALPN `postgresql`: one round trip
+less, for PostgreSQL 17+ and Neon's proxy. GSSAPI encryption is never attempted.
+
 What is expensive and safe to keep is kept per process: the parsed URL, the TLS context and
 the SCRAM salted password. The connection itself never outlives the request that opened it
 (shared/db.py, docs/decisions/0004).
@@ -24,7 +28,21 @@ from shared.errors import DatabaseUnavailable
 # libpq sslmode -> what we do. `require` is upgraded to a verified connection: Neon (and
 # every managed Postgres) presents a certificate that the system's CAs verify.
 _VERIFIED_MODES = {"require", "verify-ca", "verify-full"}
-_KNOWN_PARAMS = {"sslmode", "sslrootcert", "channel_binding", "application_name", "options", "host", "connect_timeout"}
+# Every URL parameter we understand, with the values we take (None: any value). Anything
+# else is refused at parse time, naming it, rather than silently ignored.
+_KNOWN_PARAMS: dict[str, frozenset[str] | None] = {
+    "sslmode": frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+    "sslrootcert": None,
+    "sslnegotiation": frozenset({"postgres", "direct"}),  # libpq 17; `postgres` (the SSLRequest) is the default
+    "channel_binding": frozenset({"disable", "prefer", "require"}),
+    "gssencmode": frozenset({"disable", "prefer", "require"}),  # never attempted: `require` is refused below
+    "application_name": None,
+    "options": None,
+    "host": None,
+    "connect_timeout": None,
+}
+# ALPN protocol of direct TLS (PostgreSQL 17+ refuses a direct handshake without it).
+ALPN_POSTGRESQL = "postgresql"
 # SQLSTATEs worth another connect attempt: the server is starting, shutting down or full.
 _RETRYABLE_SQLSTATES = {"57P03", "57P01", "53300", "08006", "08001", "08004"}
 _MAX_CONNECT_ATTEMPTS = 4
@@ -67,6 +85,21 @@ class ChannelBindingError(ConfigurationError):
     """The URL asks for channel binding and the server did not do it: refused, like libpq."""
 
 
+class DirectTlsRefused(ConfigurationError):
+    """`sslnegotiation=direct`, and the server does not take TLS without an SSLRequest.
+
+    PostgreSQL before 17 reads the TLS ClientHello as a startup packet and hangs up; a
+    server (or pooler) that completes the handshake without ALPN `postgresql` does not
+    speak direct TLS either. Retrying cannot fix either: the URL must change.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"sslnegotiation=direct: the server does not accept direct TLS ({detail}); it needs "
+            "PostgreSQL 17+ or Neon. Remove sslnegotiation=direct from DATABASE_URL for this server."
+        )
+
+
 @dataclass(frozen=True)
 class ConnectParams:
     user: str
@@ -76,6 +109,7 @@ class ConnectParams:
     database: str
     unix_sock: str | None = None
     tls: str = "disable"  # "disable" | "verify-full" | "verify-ca" | "opportunistic"
+    direct_tls: bool = False  # sslnegotiation=direct: TLS (ALPN postgresql) at once, no SSLRequest
     rootcert: str | None = None
     application_name: str = "todo-api"
     startup_params: dict[str, str] = field(default_factory=dict)
@@ -102,9 +136,15 @@ def parse_database_url(url: str) -> ConnectParams:
     if u.drivername not in ("postgres", "postgresql", "postgresql+pg8000"):
         raise ConfigurationError(f"DATABASE_URL scheme {u.drivername!r} is not postgresql")
     query = {k: (v if isinstance(v, str) else v[-1]) for k, v in u.query.items()}
-    unknown = set(query) - _KNOWN_PARAMS
+    unknown = set(query) - set(_KNOWN_PARAMS)
     if unknown:
         raise ConfigurationError(f"DATABASE_URL has unsupported parameters: {sorted(unknown)}")
+    for name, value in query.items():
+        allowed = _KNOWN_PARAMS[name]
+        if allowed is not None and value not in allowed:
+            raise ConfigurationError(f"{name}={value!r} in DATABASE_URL is not one of {sorted(allowed)}")
+    if query.get("gssencmode") == "require":
+        raise ConfigurationError("gssencmode=require: GSSAPI encryption is not supported; use TLS (sslmode)")
 
     host = query.get("host") or u.host or "localhost"
     port = u.port or 5432
@@ -120,6 +160,15 @@ def parse_database_url(url: str) -> ConnectParams:
         raise ConfigurationError(f"sslmode={sslmode!r} is not a libpq sslmode")
     if query.get("channel_binding") == "require" and tls not in ("verify-full", "verify-ca"):
         raise ConfigurationError("channel_binding=require needs TLS (sslmode=require or stricter)")
+    direct_tls = query.get("sslnegotiation") == "direct"
+    if direct_tls and tls not in ("verify-full", "verify-ca"):
+        given = f"sslmode={sslmode}" + ("" if "sslmode" in query else ", the default for this host")
+        raise ConfigurationError(
+            f"sslnegotiation=direct requires sslmode=require, verify-ca or verify-full ({given}): "
+            "direct TLS cannot fall back to a plain connection"
+        )
+    if direct_tls and unix_sock:
+        raise ConfigurationError("sslnegotiation=direct needs a TCP host: a Unix socket carries no TLS")
     startup = {"options": query["options"]} if "options" in query else {}
     try:
         connect_timeout = float(query["connect_timeout"]) if "connect_timeout" in query else None
@@ -133,6 +182,7 @@ def parse_database_url(url: str) -> ConnectParams:
         database=u.database or u.username or "postgres",
         unix_sock=unix_sock,
         tls=tls,
+        direct_tls=direct_tls,
         rootcert=query.get("sslrootcert"),
         application_name=query.get("application_name", "todo-api"),
         startup_params=startup,
@@ -142,12 +192,18 @@ def parse_database_url(url: str) -> ConnectParams:
 
 
 @lru_cache(maxsize=4)
-def tls_context(mode: str, rootcert: str | None) -> ssl.SSLContext:
-    """Built once per process: building a context costs ~25 ms, reusing it nothing."""
+def tls_context(mode: str, rootcert: str | None, direct: bool = False) -> ssl.SSLContext:
+    """Built once per process: building a context costs ~25 ms, reusing it nothing.
+
+    `direct`: the context of `sslnegotiation=direct`, offering ALPN `postgresql`; the
+    SSLRequest path's context offers no ALPN (servers before 17 never look at it).
+    """
     cafile = None if rootcert in (None, "system") else rootcert
     context = ssl.create_default_context(cafile=cafile)
     if mode == "verify-ca":
         context.check_hostname = False
+    if direct:
+        context.set_alpn_protocols([ALPN_POSTGRESQL])
     return context
 
 
@@ -159,14 +215,53 @@ def _open_socket(params: ConnectParams, timeout: float) -> socket.socket:
     return sock
 
 
+# What a handshake ends with when the other side is not speaking TLS: it hung up (a server
+# before 17 closes on the "startup packet" it cannot read) or answered in plain protocol.
+_NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "RECORD_TOO_LONG"}
+
+
+def _open_direct_tls(params: ConnectParams, timeout: float) -> ssl.SSLSocket:
+    """`sslnegotiation=direct`: our TCP socket, the TLS handshake at once (ALPN `postgresql`,
+    SNI = host, the certificate verified as on the SSLRequest path), no SSLRequest."""
+    sock = _open_socket(params, timeout)  # unreachable: raised as is, and retried
+    context = tls_context(params.tls, params.rootcert, direct=True)
+    try:
+        tls = context.wrap_socket(sock, server_hostname=params.host)
+    except ssl.SSLCertVerificationError:
+        sock.close()
+        raise  # a certificate problem, said as on the SSLRequest path
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError) as error:
+        sock.close()
+        raise DirectTlsRefused("it closed the connection during the TLS handshake") from error
+    except ssl.SSLError as error:
+        sock.close()
+        if error.reason in _NOT_TLS_REASONS:
+            raise DirectTlsRefused(f"it did not answer the TLS handshake in TLS: {error.reason}") from error
+        raise
+    except BaseException:
+        sock.close()
+        raise
+    if tls.selected_alpn_protocol() != ALPN_POSTGRESQL:
+        tls.close()
+        raise DirectTlsRefused(f"the TLS handshake did not negotiate ALPN {ALPN_POSTGRESQL!r}")
+    return tls
+
+
 def connect_once(params: ConnectParams, timeout: float) -> pg8000.Connection:
-    if params.tls == "disable":
-        ssl_context: ssl.SSLContext | bool | None = False
-    elif params.tls == "opportunistic":
-        ssl_context = None
+    ssl_context: ssl.SSLContext | bool | None
+    if params.direct_tls:
+        # pg8000 gets the socket already in TLS and sends no SSLRequest (ssl_context=False);
+        # it still sees an ssl.SSLSocket, so its SCRAM binds to it (SCRAM-SHA-256-PLUS).
+        ssl_context = False
+        sock: socket.socket | None = _open_direct_tls(params, timeout)
     else:
-        ssl_context = tls_context(params.tls, params.rootcert)
-    sock = None if params.unix_sock else _open_socket(params, timeout)
+        if params.tls == "disable":
+            ssl_context = False
+        elif params.tls == "opportunistic":
+            ssl_context = None
+        else:
+            ssl_context = tls_context(params.tls, params.rootcert)
+        sock = None if params.unix_sock else _open_socket(params, timeout)
     try:
         connection = pg8000.Connection(
             params.user,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import time
@@ -56,6 +57,48 @@ def test_an_unusable_url_is_refused_with_a_reason(url):
         db.parse_database_url(url)
 
 
+@pytest.mark.parametrize(
+    ("query", "direct"),
+    [
+        ("sslmode=require&channel_binding=require&sslnegotiation=direct", True),  # Neon's URL, plus direct
+        ("sslmode=verify-ca&sslnegotiation=direct", True),
+        ("sslnegotiation=direct", True),  # a remote host is verify-full unless told otherwise
+        ("sslmode=require&sslnegotiation=postgres", False),  # libpq's default, said out loud
+        ("sslmode=require&gssencmode=disable", False),  # GSSAPI is never attempted: both are no-ops
+        ("sslmode=require&gssencmode=prefer", False),
+    ],
+)
+def test_sslnegotiation_and_gssencmode_are_understood(query, direct):
+    params = db.parse_database_url(f"{NEON.split('?')[0]}?{query}")
+    assert params.direct_tls is direct and params.tls in ("verify-full", "verify-ca")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://u@db.example.com/d?sslmode=disable&sslnegotiation=direct", "requires sslmode=require"),
+        ("postgresql://u@db.example.com/d?sslmode=prefer&sslnegotiation=direct", "requires sslmode=require"),
+        ("postgresql://u@db.example.com/d?sslmode=allow&sslnegotiation=direct", "requires sslmode=require"),
+        ("postgresql://u@127.0.0.1/d?sslnegotiation=direct", "the default for this host"),  # loopback: plain
+        ("postgresql://u@/d?host=/run/postgresql&sslmode=require&sslnegotiation=direct", "Unix socket"),
+        ("postgresql://u@db.example.com/d?sslnegotiation=tls", "sslnegotiation='tls'"),
+        ("postgresql://u@db.example.com/d?gssencmode=require", "GSSAPI encryption is not supported"),
+        ("postgresql://u@db.example.com/d?gssencmode=maybe", "gssencmode='maybe'"),
+    ],
+)
+def test_a_direct_tls_or_gss_setting_that_cannot_work_is_refused_naming_it(url, says):
+    with pytest.raises(db.ConfigurationError, match=re.escape(says)):
+        db.parse_database_url(url)
+
+
+def test_the_direct_tls_context_offers_alpn_postgresql_and_is_built_once_apart():
+    direct = db.tls_context("verify-full", None, direct=True)
+    assert direct is db.tls_context("verify-full", None, direct=True)
+    assert direct is not db.tls_context("verify-full", None)  # the SSLRequest path's stays without ALPN
+    assert direct.verify_mode == ssl.CERT_REQUIRED and direct.check_hostname
+    assert db.tls_context("verify-ca", None, direct=True).check_hostname is False
+
+
 def test_the_tls_context_verifies_and_is_built_once():
     context = db.tls_context("verify-full", None)
     assert context is db.tls_context("verify-full", None)
@@ -89,6 +132,16 @@ def test_an_unreachable_server_is_retried_a_bounded_number_of_times_then_503(mon
         db.connect_with_retry(db.parse_database_url("postgresql://u@127.0.0.1:9/d"), budget=5)
     assert 2 <= len(attempts) <= 4
     assert time.monotonic() - started < 5
+
+
+def test_an_unreachable_server_is_retried_with_direct_tls_too(monkeypatch):
+    """Refused before any TLS: a waking or restarting server, not one that refuses direct TLS."""
+    attempts = []
+    real = db.connect_once
+    monkeypatch.setattr(db, "connect_once", lambda params, timeout: attempts.append(timeout) or real(params, timeout))
+    with pytest.raises(DatabaseUnavailable):
+        db.connect_with_retry(db.parse_database_url("postgresql://u@127.0.0.1:9/d?sslmode=require&sslnegotiation=direct"), budget=5)
+    assert 2 <= len(attempts) <= 4
 
 
 def test_a_refusal_that_retrying_cannot_fix_is_not_retried(postgres_server, monkeypatch):
