@@ -8,10 +8,16 @@ below really uses TLS (and which ones verify the certificate), then times, inter
 same run (every variant once a round, in a new shuffled order each round: bench/_support.py)
 so that machine drift hits all alike:
 
-  A. project engine   shared.db.get_engine() (NullPool): `with engine.connect(): SELECT 1`
+  A. project connect  shared.connect.connect_with_retry(parse_database_url(url), budget): what
+                      every flight opens (shared/db.py): our socket (TCP_NODELAY), the TLS
+                      context built once per process, SCRAM's salted password cached
   B. pg8000 defaults  pg8000.connect(...): new unverified TLS context per connect, no TCP_NODELAY
-  C. connect_once     shared.db.connect_once(params): our socket + TLS context, no SQLAlchemy
   D. pg8000 + context pg8000.connect(..., ssl_context=<our reused verified context>): no TCP_NODELAY
+  (SCRAM's salted-password cache is process-wide once shared.connect is imported: all three have it)
+
+Each then runs `SELECT 1` on a DB-API cursor and closes. There is no SQLAlchemy engine on the
+request path any more (since the one-flight data layer), so the former "engine" and
+"connect_once" variants are both A now, and there is no engine "first connect" to time.
 
 Every figure printed comes from this run; nothing is a constant. Exit status 1 when a check
 fails (a client without TLS, a certificate that should have been refused).
@@ -32,16 +38,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pg8000  # noqa: E402
-import sqlalchemy  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 
 from bench._support import (  # noqa: E402
     Checks, Goal, add_smoke_flag, interleaved, main_exit, median_ms, p90_ms, print_summary, set_database_url,
 )
 from bench.pg_tls import TlsPostgres, make_ca, tls_postgres  # noqa: E402
-from shared import db  # noqa: E402
+from shared import connect  # noqa: E402
 
 SSL_ROW = "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+BUDGET = 10.0  # seconds: DB_CONNECT_TIMEOUT's default
 
 
 def ms(seconds: float) -> str:
@@ -76,14 +81,9 @@ def describe_socket(raw: pg8000.Connection) -> str:
     return ", ".join(parts)
 
 
-def engine_select_one(engine: sqlalchemy.Engine) -> Callable[[], None]:
-    """One short-lived connection through the engine, as a function makes it: SELECT 1."""
-
-    def op() -> None:
-        with engine.connect() as c:
-            c.execute(text("SELECT 1"))
-
-    return op
+def project_connect(url: str) -> Callable[[], pg8000.Connection]:
+    """The project's connect, exactly as shared.db.flight() opens every connection."""
+    return lambda: connect.connect_with_retry(connect.parse_database_url(url), BUDGET)
 
 
 def with_cursor(open_connection: Callable[[], pg8000.Connection]) -> Callable[[], None]:
@@ -112,7 +112,7 @@ def check_server_refuses_plain_tcp(server: TlsPostgres, check: Checks) -> None:
 
 
 def check_wrong_root_fails(server: TlsPostgres, check: Checks) -> None:
-    """The engine with a CA bundle that did not sign the server's certificate must not connect."""
+    """The project's connect with a CA bundle that did not sign the server's certificate must fail."""
     wrong = ssl.get_default_verify_paths().cafile
     label = "system CA bundle"
     if not wrong or not os.path.exists(wrong):
@@ -120,31 +120,29 @@ def check_wrong_root_fails(server: TlsPostgres, check: Checks) -> None:
         other.write_bytes(make_ca("unrelated CA").cert_pem)
         wrong, label = str(other), "an unrelated CA"
     attempts = []
-    real = db.connect_once
+    real = connect.connect_once
 
-    def counting(params: db.ConnectParams, timeout: float) -> pg8000.Connection:
+    def counting(params: connect.ConnectParams, timeout: float) -> pg8000.Connection:
         attempts.append(timeout)
         return real(params, timeout)
 
-    set_database_url(server.url_with(sslrootcert=wrong))  # a new engine: get_engine() was reset
-    db.connect_once = counting
+    connect.connect_once = counting  # connect_with_retry looks it up at each attempt
     started = time.perf_counter()
     try:
-        with db.get_engine().connect() as c:
-            c.execute(text("SELECT 1"))
-        check(False, f"engine connected although sslrootcert={wrong} ({label}) did not sign the certificate")
+        project_connect(server.url_with(sslrootcert=wrong))().close()
+        check(False, f"connected although sslrootcert={wrong} ({label}) did not sign the certificate")
     except Exception as error:  # noqa: BLE001 - reported just below
         elapsed = time.perf_counter() - started
         errors = chain(error)
         cert_errors = [e for e in errors if isinstance(e, ssl.SSLCertVerificationError)]
-        check(bool(cert_errors), f"engine with sslrootcert={wrong} ({label}) fails:")
+        check(bool(cert_errors), f"connect_with_retry with sslrootcert={wrong} ({label}) fails:")
         print(f"         raised {type(error).__module__}.{type(error).__name__}: {error}")
         for e in errors[1:]:
             print(f"         caused by {type(e).__name__}: {e}")
         print(f"         after {len(attempts)} connect attempt(s) in {elapsed * 1000:.0f} ms"
               + (" (a certificate failure is retried like an outage)" if len(attempts) > 1 else ""))
     finally:
-        db.connect_once = real
+        connect.connect_once = real
 
 
 def time_context_builds(ca_path: str, n: int = 20) -> tuple[float, float]:
@@ -173,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Python {platform.python_version()} ({platform.python_implementation()}), "
           f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs")
-    print(f"pg8000 {pg8000.__version__}, SQLAlchemy {sqlalchemy.__version__}, {ssl.OPENSSL_VERSION}")
+    print(f"pg8000 {pg8000.__version__}, {ssl.OPENSSL_VERSION}")
 
     previous_url = os.environ.get("DATABASE_URL")
     started = time.perf_counter()
@@ -182,62 +180,43 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Server: Postgres {server.server_version} ({server.bindir}), TLS + SCRAM, "
                   f"{args.key_type.upper()} key, ready in {time.perf_counter() - started:.2f} s")
             print(f"URL: {server.url.replace(server.password, '***')}")
+            set_database_url(server.url)
             return run(server, args.samples, args.smoke)
     finally:
         set_database_url(previous_url)
 
 
 def run(server: TlsPostgres, samples: int, smoke: bool) -> int:
-    # A: the project's engine, as a function builds it at cold start. Its first connect is the
-    # one warm-up (dialect initialisation, the TLS context is built): timed and shown apart.
-    set_database_url(server.url)
-    engine = db.get_engine()
-    t = time.perf_counter()
-    with engine.connect() as c:
-        c.execute(text("SELECT 1"))
-    first_connect = time.perf_counter() - t
-
-    print("\nChecks (before timing):")
-    check = Checks()
-    check_server_refuses_plain_tcp(server, check)
-    check_wrong_root_fails(server, check)  # its own engine, then DATABASE_URL is the right one again:
-    set_database_url(server.url)  # `engine` reads it at each connect, as a warm function does
-    with engine.connect() as c:
-        row = c.execute(text(SSL_ROW)).one()
-        check(row[0] is True, f"A engine: pg_stat_ssl ssl={row[0]} {row[1]} {row[2]}; "
-                              f"{describe_socket(c.connection.dbapi_connection)}")
-
-    params = db.parse_database_url(server.url)
-    reused = db.tls_context(params.tls, params.rootcert)
+    params = connect.parse_database_url(server.url)
+    reused = connect.tls_context(params.tls, params.rootcert)  # what A builds once per process
 
     def pg8000_connect(**extra: object) -> pg8000.Connection:
         return pg8000.connect(server.user, host=server.host, port=server.port, password=server.password,
                               database=server.database, **extra)
 
-    for label, open_connection in (
-        ("B pg8000 defaults", pg8000_connect),
-        ("C connect_once", lambda: db.connect_once(params, timeout=10)),
-        ("D pg8000 + context", lambda: pg8000_connect(ssl_context=reused)),
-    ):
+    variants: dict[str, Callable[[], pg8000.Connection]] = {
+        "A project connect (connect_with_retry)": project_connect(server.url),
+        "B pg8000 defaults": pg8000_connect,
+        "D pg8000 + reused verified context": lambda: pg8000_connect(ssl_context=reused),
+    }
+
+    print("\nChecks (before timing):")
+    check = Checks()
+    check_server_refuses_plain_tcp(server, check)
+    check_wrong_root_fails(server, check)
+    for label, open_connection in variants.items():
         connection = open_connection()  # also the warm-up of this variant
         try:
             cursor = connection.cursor()
             cursor.execute(SSL_ROW)
             row = cursor.fetchone()
-            check(row[0] is True, f"{label}: pg_stat_ssl ssl={row[0]} {row[1]}; {describe_socket(connection)}")
+            check(row[0] is True, f"{label[:1]}: pg_stat_ssl ssl={row[0]} {row[1]} {row[2]}; {describe_socket(connection)}")
         finally:
             connection.close()
 
-    # The measured operations.
-    variants: dict[str, Callable[[], None]] = {
-        "A project engine": engine_select_one(engine),
-        "B pg8000 defaults": with_cursor(pg8000_connect),
-        "C connect_once (no SQLAlchemy)": with_cursor(lambda: db.connect_once(params, timeout=10)),
-        "D pg8000 + reused verified context": with_cursor(lambda: pg8000_connect(ssl_context=reused)),
-    }
     print(f"\nTiming {samples} samples each, interleaved: every variant once a round, in a new shuffled order")
     loop_started = time.perf_counter()
-    times = interleaved(variants, samples)
+    times = interleaved({name: with_cursor(open_connection) for name, open_connection in variants.items()}, samples)
     loop_time = time.perf_counter() - loop_started
     default_ctx, our_ctx = time_context_builds(server.ca_path)
 
@@ -246,13 +225,15 @@ def run(server: TlsPostgres, samples: int, smoke: bool) -> int:
     for name, values in times.items():
         medians[name[0]] = median_ms(values)
         print(f"{name:<40} {medians[name[0]]:8.2f} {p90_ms(values):8.2f} {ms(min(values))} {ms(max(values))}")
-    print(f"{'A engine, first connect (dialect init)':<40} {ms(first_connect)}   (1 sample: the warm-up, run first)")
+    print("(no engine first connect to time any more: shared/db.py opens every flight's connection with A, no")
+    print(" SQLAlchemy dialect in between; what a process pays once is A's TLS context, timed just below)")
     print(f"\nB-D = {medians['B'] - medians['D']:.1f} ms  (a new TLS context per connect; "
           f"ssl.create_default_context() alone: {default_ctx * 1000:.1f} ms, with our CA file: {our_ctx * 1000:.1f} ms)")
-    print(f"D-C = {medians['D'] - medians['C']:.1f} ms  (no TCP_NODELAY: delayed-ACK stall)")
+    print(f"D-A = {medians['D'] - medians['A']:.1f} ms  (no TCP_NODELAY: delayed-ACK stall; SCRAM's salted "
+          "password cache is process-wide once shared.connect is imported, so A, B and D all have it)")
     print_summary("RATIOS (medians)", [
-        Goal("B/A  pg8000 defaults vs the project engine", medians["B"] / medians["A"]),
-        Goal("A/C  SQLAlchemy's share", medians["A"] / medians["C"], note=f"A-C = {medians['A'] - medians['C']:.2f} ms"),
+        Goal("B/A  pg8000 defaults vs the project's connect", medians["B"] / medians["A"]),
+        Goal("D/A  pg8000 + our context vs the project's connect", medians["D"] / medians["A"]),
     ], smoke=smoke)
     print(f"\nTimed loop: {loop_time:.1f} s. Machine shared and noisy: quote the medians, "
           "not the means or the extremes.")
