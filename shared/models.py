@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, Strict, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, Strict, StringConstraints, create_model
+from pydantic.fields import FieldInfo
 from sqlalchemy import Column, DateTime, SmallInteger, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
@@ -20,7 +21,10 @@ from sqlmodel import Field, SQLModel
 
 
 def _rfc3339(value: object) -> object:
-    """Only an RFC 3339 string with an offset is a datetime here (no epoch numbers)."""
+    """Only an RFC 3339 string with an offset is a datetime here (no epoch numbers). An
+    aware `datetime` (a database row's) passes: JSON cannot make one."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 date-time string with an offset")
     try:
@@ -69,8 +73,9 @@ Tags = Annotated[list[Tag], PydanticField(max_length=20), AfterValidator(_unique
 SearchWords = Annotated[str, Strict(), StringConstraints(max_length=200, pattern=_NO_NUL)]
 CategoryName = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_NUL), _trimmed_length(100)]
 Color = Annotated[str, Strict(), StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
-InputDateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
-OutputDateTime = Annotated[datetime, AfterValidator(_utc)]
+# In: an RFC 3339 string with an offset. Out: UTC.
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
+InputDateTime = Timestamp  # the name the query parameters use
 PriorityName = Literal["low", "medium", "high"]
 StrictBool = Annotated[bool, Strict()]
 
@@ -138,46 +143,49 @@ class WriteModel(SQLModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TaskCreate(WriteModel):
-    """POST and PUT: every writable field; an absent optional one takes its default."""
+class TaskFields(SQLModel):
+    """What a client may write about a task: each field once, with its rule and default.
+    (The table, `Task`, stores priority as a number: `Priority` is the one mapping.)"""
 
     title: Title
     description: Description | None = None
     completed: StrictBool = False
     priority: PriorityName = "medium"
-    due_at: InputDateTime | None = None
+    due_at: Timestamp | None = None
     category_id: uuid.UUID | None = None
     tags: Tags = PydanticField(default_factory=list)
 
 
-class TaskUpdate(WriteModel):
-    """PATCH: only the fields sent change. `null` is allowed where the field is nullable."""
+class TaskCreate(TaskFields, WriteModel):
+    """POST and PUT: every writable field; an absent optional one takes its default."""
 
-    title: Title = None  # type: ignore[assignment]
-    description: Description | None = None
-    completed: StrictBool = None  # type: ignore[assignment]
-    priority: PriorityName = None  # type: ignore[assignment]
-    due_at: InputDateTime | None = None
-    category_id: uuid.UUID | None = None
-    tags: Tags = None  # type: ignore[assignment]
+
+def _all_optional(model: type[WriteModel], name: str, doc: str) -> type[WriteModel]:
+    """`model` with every field optional and defaulting to None: sent or not sent. `null`
+    itself is allowed only where the field is nullable (the annotation is kept)."""
+    fields = {
+        field_name: (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
+        for field_name, info in model.model_fields.items()
+    }
+    return create_model(name, __base__=WriteModel, __doc__=doc, __module__=__name__, **fields)  # type: ignore[call-overload]
+
+
+TaskUpdate = _all_optional(TaskCreate, "TaskUpdate", "PATCH: only the fields sent change. `null` is allowed where the field is nullable.")
 
 
 class CompleteRequest(WriteModel):
     completed: StrictBool
 
 
-class TaskPublic(SQLModel):
+class TaskPublic(TaskFields):
+    """A task as every route shows it: the writable fields and what the server sets."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: uuid.UUID
-    title: str
-    description: str | None
-    completed: bool
-    completed_at: OutputDateTime | None
-    priority: PriorityName
-    due_at: OutputDateTime | None
-    category_id: uuid.UUID | None
-    tags: list[str]
-    created_at: OutputDateTime
-    updated_at: OutputDateTime
+    completed_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
 
     @classmethod
@@ -187,7 +195,7 @@ class TaskPublic(SQLModel):
 
 
 class TrashedTaskPublic(TaskPublic):
-    deleted_at: OutputDateTime
+    deleted_at: Timestamp
 
 
 class TaskPage(SQLModel):
@@ -200,23 +208,27 @@ class TrashPage(SQLModel):
     next_cursor: str | None
 
 
-class CategoryCreate(WriteModel):
+class CategoryFields(SQLModel):
+    """What a client may write about a category, each field once."""
+
     name: CategoryName
     color: Color | None = None
 
 
-class CategoryUpdate(WriteModel):
-    name: CategoryName = None  # type: ignore[assignment]
-    color: Color | None = None
+class CategoryCreate(CategoryFields, WriteModel):
+    pass
 
 
-class CategoryPublic(SQLModel):
+CategoryUpdate = _all_optional(CategoryCreate, "CategoryUpdate", "PATCH: only the fields sent change.")
+
+
+class CategoryPublic(CategoryFields):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: uuid.UUID
-    name: str
-    color: str | None
     task_count: int
-    created_at: OutputDateTime
-    updated_at: OutputDateTime
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
 
     @classmethod
