@@ -3,8 +3,9 @@
 from fastapi import Request, Response
 
 from shared import tasks
-from shared.http.app import create_app, lambda_handler
+from shared.http.app import create_app
 from shared.http.deps import CallerDep, IdempotencyDep, UserId, mark_replayed, set_etag
+from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import TaskCreate, TaskPublic
 

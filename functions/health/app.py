@@ -1,7 +1,8 @@
 """GET /health: the API and its database answer. No auth."""
 
 from shared import db
-from shared.http.app import create_app, lambda_handler
+from shared.http.app import create_app
+from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import Health
 

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 from fastapi import Query
 
 from shared import tasks
-from shared.http.app import create_app, lambda_handler
+from shared.http.app import create_app
 from shared.http.deps import CallerDep, Cursor, Limit, UserId
+from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import InputDateTime, SearchWords, Tag, TaskPage
 from shared.task_listing import SortName, Status, TaskFilters

@@ -1,8 +1,9 @@
 """GET /api/{user_id}/trash: trashed tasks, most recently trashed first, keyset-paged."""
 
 from shared import tasks
-from shared.http.app import create_app, lambda_handler
+from shared.http.app import create_app
 from shared.http.deps import CallerDep, Cursor, Limit, UserId
+from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import TrashPage
 

@@ -8,8 +8,9 @@ import json
 
 from shared.auth import Caller
 from shared.cli import FakeLambdaContext
-from shared.http.app import create_app, lambda_handler
+from shared.http.app import create_app
 from shared.http.deps import CallerDep
+from shared.http.lambda_entry import lambda_handler
 from shared.local.apigw import build_http_event, response_body
 
 app = create_app("WhoAmI")
