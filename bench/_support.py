@@ -2,8 +2,8 @@
 
 - `scratch_database(prefix)`: a database of its own on the Postgres at 127.0.0.1:5432 (or,
   when nothing listens there or TEST_POSTGRES=embedded, on a throwaway embedded Postgres),
-  migrated with the project's own `shared.cli.migrate()`, DATABASE_URL pointing at it while
-  it lives; dropped at the end, also on Ctrl-C, SIGTERM or an error.
+  migrated by the project's own `shared.local.migrate.migrate()`, DATABASE_URL pointing at it
+  while it lives; dropped at the end, also on Ctrl-C, SIGTERM or an error.
 - `interrupts_as_keyboard_interrupt()`: SIGTERM (and SIGINT, even when started with `&`)
   raise KeyboardInterrupt, so that every `finally` runs; `main_exit()` turns it into 130.
 - `interleaved(ops, rounds)`: every op once a round, in a new shuffled order each round, so
@@ -175,7 +175,7 @@ def set_database_url(url: str | None) -> None:
 
 def migrate(url: str) -> None:
     """The project's own migrations (`todo-api migrate`) on `url`, which DATABASE_URL keeps."""
-    from shared.cli import migrate as project_migrate
+    from shared.local.migrate import migrate as project_migrate
 
     set_database_url(url)
     project_migrate()

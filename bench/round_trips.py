@@ -335,7 +335,7 @@ class Project:
 
     def __init__(self, direct_url: str, relay_url: str) -> None:
         from shared import connect, db  # the engine's connect: shared/connect.py (since the one-flight rewrite)
-        from shared.cli import FakeLambdaContext
+        from shared.local.lambda_context import FakeLambdaContext
         from shared.local.apigw import build_http_event, response_json
         from shared.template import http_routes
 
@@ -594,7 +594,7 @@ import contextlib, json, os, sys, time
 repo, function, status, first_event, second_event = sys.argv[1:6]
 sys.path.insert(0, repo)
 t0 = time.monotonic()
-from shared.cli import FakeLambdaContext
+from shared.local.lambda_context import FakeLambdaContext
 from shared.template import functions
 handler = functions()[function].load_handler()
 t1 = time.monotonic()
@@ -854,7 +854,7 @@ def pgbouncer_version(bouncer: Any) -> str:
 def run(args: argparse.Namespace, server: Any, relay: DelayRelay, relay_url: str, delay: float, base: float,
         samples: int, cold_samples: int, started: float, bouncer: Any = None) -> int:
     from shared import db
-    from shared.cli import migrate
+    from shared.local.migrate import migrate
 
     os.environ["DATABASE_URL"] = server.url  # migrations go straight to the server
     db.reset()

@@ -11,41 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.template import REPO_ROOT
-
-MIGRATIONS = REPO_ROOT / "infra" / "migrations"
-
-
-def migrate(revision: str = "head") -> None:
-    """Brings the database at DATABASE_URL to `revision` (Alembic, under an advisory lock)."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    command.upgrade(config, revision)
-
-
-class FakeLambdaContext:
-    """What a handler reads of the Lambda context, for in-process invocations."""
-
-    def __init__(self, function_name: str, timeout_ms: int = 10_000) -> None:
-        import time
-        import uuid
-
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 1024
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        import time
-
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+from shared.local.lambda_context import FakeLambdaContext
+from shared.local.migrate import migrate
 
 
 def invoke(logical_id: str, event: dict[str, Any]) -> Any:

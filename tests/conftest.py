@@ -121,7 +121,7 @@ def database_name(postgres_server: dict[str, object]) -> Iterator[str]:
     admin = pg8000.native.Connection(**postgres_server, database="postgres")
     admin.run(f'CREATE DATABASE "{name}"')
     try:
-        from shared.cli import migrate
+        from shared.local.migrate import migrate
 
         with database_url_set(server_url(postgres_server, name)):
             migrate()

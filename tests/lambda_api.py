@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from shared.cli import FakeLambdaContext
+from shared.local.lambda_context import FakeLambdaContext
 from shared.local.apigw import build_http_event, match_path, response_body
 from shared.openapi import build_openapi
 from shared.template import Function, http_routes

@@ -25,7 +25,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import cleanup, db
-from shared.cli import FakeLambdaContext
+from shared.local.lambda_context import FakeLambdaContext
 from shared.observability import metrics
 from shared.template import REPO_ROOT, functions
 from tests.conftest import database_url_set, server_url
@@ -48,7 +48,7 @@ def cleanup_database_name(postgres_server: dict[str, Any], database_url: str) ->
     admin = pg8000.native.Connection(**postgres_server, database="postgres")
     admin.run(f'CREATE DATABASE "{name}"')
     try:
-        from shared.cli import migrate
+        from shared.local.migrate import migrate
 
         with database_url_set(server_url(postgres_server, name)):
             migrate()

@@ -68,7 +68,7 @@ def leftovers(run: Any, user: str) -> dict[str, int]:
 def private_server() -> Iterator[EmbeddedPostgres]:
     """A migrated Postgres of this module's own, on a fixed port: restarted, it is found at
     the same address, as a managed database is after a restart."""
-    from shared.cli import migrate
+    from shared.local.migrate import migrate
 
     with EmbeddedPostgres.temporary(port=free_port()) as server:
         with pytest.MonkeyPatch.context() as env:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from shared.auth import Caller
-from shared.cli import FakeLambdaContext
+from shared.local.lambda_context import FakeLambdaContext
 from shared.http.app import create_app
 from shared.http.deps import CallerDep
 from shared.http.lambda_entry import lambda_handler

@@ -94,7 +94,7 @@ def test_boto3_is_imported_only_when_a_secret_must_be_fetched(database_url):
         "import json, sys\n"
         "from shared.template import functions\n"
         "from shared.local.apigw import build_http_event\n"
-        "from shared.cli import FakeLambdaContext\n"
+        "from shared.local.lambda_context import FakeLambdaContext\n"
         "handler = functions()['Health'].load_handler()\n"
         "r = handler(build_http_event(method='GET', path='/health', route_path='/health'), FakeLambdaContext('Health'))\n"
         "print(json.dumps([r['statusCode'], 'boto3' in sys.modules, 'botocore.session' in sys.modules]), file=sys.stderr)\n"
