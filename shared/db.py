@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -114,32 +115,89 @@ def flight(
     A failing query raises `QueryFailed` (nothing was written); a database that cannot be
     reached, drops the connection or is too busy raises `DatabaseUnavailable` (503).
     """
-    settings = get_settings()
-    setup = _PER_TRANSACTION(
-        statement_timeout=f"{int(settings.db_statement_timeout * 1000)}ms",
+    with _connection() as connection:
+        return _run(connection, (_settings(user_id, role, lock_timeout_ms), *queries), ours=1)
+
+
+class Transaction:
+    """Several flights in one explicit transaction on one connection (see `transaction`)."""
+
+    def __init__(self, connection: pg8000.Connection, setup: list[Query]) -> None:
+        self._connection, self._pending = connection, setup
+
+    def flight(self, *queries: Query) -> list[Result]:
+        pending, self._pending = self._pending, []
+        return _run(self._connection, (*pending, *queries), ours=len(pending))
+
+
+@contextmanager
+def transaction(*, user_id: str | None = None, role: str = APP_ROLE) -> Iterator[Transaction]:
+    """An explicit transaction over several flights, committed when the block ends.
+
+    Only for work that must wait on something outside the database between two flights
+    of one transaction (a scheduled job putting events on EventBridge before it marks them
+    sent); a request never needs it. BEGIN and the settings ride in the first flight.
+    """
+    with _connection() as connection:
+        work = Transaction(connection, [_BEGIN, _settings(user_id, role, 0)])
+        try:
+            yield work
+        except BaseException:
+            if not work._pending:  # BEGIN was sent: end the transaction before the connection
+                _rollback_quietly(connection)
+            raise
+        if not work._pending:
+            _run(connection, (_COMMIT,))
+
+
+_BEGIN, _COMMIT, _ROLLBACK = Query("BEGIN"), Query("COMMIT"), Query("ROLLBACK")
+
+
+def _settings(user_id: str | None, role: str, lock_timeout_ms: int) -> Query:
+    return _PER_TRANSACTION(
+        statement_timeout=f"{int(get_settings().db_statement_timeout * 1000)}ms",
         lock_timeout=f"{lock_timeout_ms}ms",
         user_id=user_id or "",
         role=role,
     )
+
+
+def _rollback_quietly(connection: pg8000.Connection) -> None:
+    try:
+        _exchange(_wire(connection), (_ROLLBACK,))
+    except Exception:  # noqa: BLE001 - closing the connection rolls back as well
+        pass
+
+
+@contextmanager
+def _connection() -> Iterator[pg8000.Connection]:
+    """A new connection for this work, closed after it, whatever happened."""
+    settings = get_settings()
     params = parse_database_url(database_url())
     connection = connect_with_retry(params, params.connect_timeout or settings.db_connect_timeout)
     try:
-        results = _exchange(_wire(connection), (setup, *queries))[1:]
-    except QueryFailed as failed:
-        detail = _UNAVAILABLE.get(failed.sqlstate or "", "")
-        if detail != "":
-            raise DatabaseUnavailable(*(() if detail is None else (detail,))) from failed
-        if failed.index == 0:
-            raise  # the settings themselves failed: a broken deployment, never a client's fault
-        raise QueryFailed(failed.index - 1, failed.fields) from None
-    except (pg8000.InterfaceError, OSError, EOFError) as error:
-        raise DatabaseUnavailable() from error
+        yield connection
     finally:
         try:
             connection.close()
         except (pg8000.InterfaceError, OSError):
             pass  # already gone: nothing of an unfinished flight was committed
-    return results
+
+
+def _run(connection: pg8000.Connection, queries: Sequence[Query], *, ours: int = 0) -> list[Result]:
+    """One flight on `connection`, its errors mapped. The first `ours` queries are this
+    module's (BEGIN, the settings): results and failure indexes count the caller's only."""
+    try:
+        return _exchange(_wire(connection), queries)[ours:]
+    except QueryFailed as failed:
+        detail = _UNAVAILABLE.get(failed.sqlstate or "", "")
+        if detail != "":
+            raise DatabaseUnavailable(*(() if detail is None else (detail,))) from failed
+        if failed.index < ours:
+            raise  # BEGIN or the settings failed: a broken deployment, never a client's fault
+        raise QueryFailed(failed.index - ours, failed.fields) from None
+    except (pg8000.InterfaceError, OSError, EOFError) as error:
+        raise DatabaseUnavailable() from error
 
 
 def ping() -> None:
@@ -160,7 +218,7 @@ def check_configuration() -> None:
     parse_database_url(database_url())
 
 
-__all__ = ["APP_ROLE", "CLEANUP_ROLE", "ConfigurationError", "Query", "QueryFailed", "Result", "Sql", "flight", "ping"]
+__all__ = ["APP_ROLE", "CLEANUP_ROLE", "ConfigurationError", "Query", "QueryFailed", "Result", "Sql", "flight", "ping", "transaction"]
 
 
 # ---------------------------------------------------------------------------- the protocol

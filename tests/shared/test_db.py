@@ -153,3 +153,25 @@ def test_every_route_is_one_flight_and_a_replay_one_more(api: LambdaApi, alice, 
         again = api.request(method, path.format(**ids), user=user, json=body, headers=headers)
         assert again.headers.get("idempotent-replayed") == "true" and again.body == reply.body
         assert syncs == [1, 1, 1]
+
+
+def test_a_transaction_spans_flights_and_commits_at_the_end_only(database_url, sql):
+    marker = f"tx-{uuid.uuid4().hex[:8]}"
+    with db.transaction(user_id=marker) as work:
+        work.flight(db.Query("INSERT INTO users (id) VALUES ($1)", (marker,)))
+        assert sql.run("SELECT count(*) FROM users WHERE id = :m", m=marker) == [[0]]  # not yet committed
+        (caller,) = work.flight(db.Query("SELECT current_setting('app.user_id') AS caller, current_user AS role"))
+        assert caller.rows == [{"caller": marker, "role": "todo_app"}]  # the settings hold across flights
+    assert sql.run("SELECT count(*) FROM users WHERE id = :m", m=marker) == [[1]]
+
+
+def test_a_transaction_that_raises_rolls_back_every_flight(database_url, sql):
+    marker = f"tx-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(RuntimeError), db.transaction(user_id=marker) as work:
+        work.flight(db.Query("INSERT INTO users (id) VALUES ($1)", (marker,)))
+        raise RuntimeError("the outside call failed")
+    with pytest.raises(db.QueryFailed) as failed, db.transaction(user_id=marker) as work:
+        work.flight(db.Query("INSERT INTO users (id) VALUES ($1)", (marker,)))
+        work.flight(db.Query("SELECT 1"), db.Query("SELECT 1 / 0"))
+    assert failed.value.index == 1
+    assert sql.run("SELECT count(*) FROM users WHERE id = :m", m=marker) == [[0]]
