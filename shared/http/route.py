@@ -50,8 +50,8 @@ class ContractRoute(APIRoute):
                     body = await request.body()
                     if body:
                         request.state.json_body = parse_json_object(body, request.headers.get("content-type"))
-                        # Starlette's cache of `request.json()`, which FastAPI then reads: the body
-                        # is parsed once, so the contract's verdict on it is the only one.
+                        # Starlette's cache of `request.json()`, which FastAPI reads: parsed once, the
+                        # contract's verdict is the only one (tests/shared/test_http_internals.py).
                         request._json = request.state.json_body
                 return await original(request)
             except DomainError as error:
