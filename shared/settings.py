@@ -1,7 +1,8 @@
-"""Configuration: the one reader of the environment.
+"""Configuration: the one reader of the environment for what runs in a Lambda.
 
 Read lazily (never at import) and cached per process; tests call `get_settings.cache_clear()`
-after changing the environment.
+after changing the environment. (The development tools have their own, in
+shared/local/settings.py.)
 
 A plain pydantic model filled the way pydantic-settings' `BaseSettings` fills one with this
 configuration (each field from the environment variable of the same name, any case; values
@@ -22,9 +23,16 @@ def _from_environment(names: Any) -> dict[str, str]:
     return {name: found[name] for name in names if name in found}
 
 
-class Settings(BaseModel):
+class _FromEnvironment(BaseModel):
+    """Each field from the environment variable of its name; values passed win."""
+
     model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
 
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_environment(type(self).model_fields), **values})
+
+
+class Settings(_FromEnvironment):
     # Where the database is: the URL itself, or where to read it from at cold start.
     database_url: SecretStr | None = None
     database_url_secret_arn: str | None = None
@@ -35,14 +43,34 @@ class Settings(BaseModel):
     db_statement_timeout: float = Field(default=5.0, gt=0, le=300)
     trash_retention_days: int = Field(default=30, ge=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
-    cors_allow_origins: str = ""
     # Signs list cursors; when unset a key is derived from the database URL.
     cursor_secret: SecretStr | None = None
 
-    def __init__(self, **values: Any) -> None:
-        super().__init__(**{**_from_environment(type(self).model_fields), **values})
+
+class ServiceNames(_FromEnvironment):
+    """What the logs and metrics are named: Powertools' own variables (template.yaml sets
+    them), with the defaults of a local run. Apart from `Settings` because it is read at
+    import (the logger exists before any request), and a bad setting elsewhere must not
+    break that."""
+
+    powertools_service_name: str = "todo-api"
+    powertools_metrics_namespace: str = "TodoApi"
+
+
+_chosen: Settings | None = None
+
+
+def use_settings(settings: Settings | None) -> None:
+    """`get_settings()` is `settings` from now on, in this process (None: the environment's again).
+
+    For a process that runs the functions itself: `todo-api serve` gives them the database
+    it started this way instead of writing DATABASE_URL into its own environment.
+    """
+    global _chosen
+    _chosen = settings
+    get_settings.cache_clear()
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return _chosen if _chosen is not None else Settings()

@@ -1,8 +1,9 @@
-"""template.yaml as data: the one list of functions and routes.
+"""template.yaml as data: the one list of functions and routes, and the one reader of the template.
 
 The command line, the local gateway, the OpenAPI assembly and the tests all read the
 routes from here, so a route added to the template is served, documented and tested
-without a second list to keep in step. Development tooling only: no function imports it.
+without a second list to keep in step; each function's timeout and the HTTP API's CORS
+configuration are read here too. Development tooling only: no function imports it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+DEFAULT_TIMEOUT_SECONDS = 10.0  # a function's when neither it nor Globals set `Timeout`
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -58,6 +60,7 @@ class Function:
     handler: str  # "module.attribute"
     routes: tuple[Route, ...]
     schedules: tuple[str, ...]  # logical ids of Schedule/ScheduleV2 events
+    timeout: float = DEFAULT_TIMEOUT_SECONDS  # seconds: its own `Timeout`, else Globals'
 
     @property
     def module_path(self) -> Path:
@@ -87,6 +90,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 def functions(path: Path = TEMPLATE_PATH) -> dict[str, Function]:
     """Every `AWS::Serverless::Function` of the template, by logical id."""
     template = load_template(path)
+    default_timeout = ((template.get("Globals") or {}).get("Function") or {}).get("Timeout", DEFAULT_TIMEOUT_SECONDS)
     found: dict[str, Function] = {}
     for logical_id, resource in template.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -100,15 +104,56 @@ def functions(path: Path = TEMPLATE_PATH) -> dict[str, Function]:
                 routes.append(Route(event_props["Method"].upper(), event_props["Path"], public=authorizer == "NONE"))
             elif event.get("Type") in ("Schedule", "ScheduleV2"):
                 schedules.append(event_id)
+        timeout = props.get("Timeout", default_timeout)
         found[logical_id] = Function(
             logical_id=logical_id,
             code_dir=(path.parent / props["CodeUri"]).resolve(),
             handler=props["Handler"],
             routes=tuple(routes),
             schedules=tuple(schedules),
+            timeout=float(timeout) if isinstance(timeout, (int, float, str)) else DEFAULT_TIMEOUT_SECONDS,
         )
     return found
 
 
 def http_routes(path: Path = TEMPLATE_PATH) -> list[tuple[Route, Function]]:
     return [(route, function) for function in functions(path).values() for route in function.routes]
+
+
+@dataclass(frozen=True)
+class CorsConfiguration:
+    """The HttpApi's CorsConfiguration but its origins (a stack parameter: when it is empty,
+    CORS is off)."""
+
+    allow_headers: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+
+def cors_configuration(path: Path = TEMPLATE_PATH) -> CorsConfiguration:
+    """The HttpApi's CorsConfiguration as written (the branch used when CORS is on)."""
+    config: Any = {}
+    for resource in load_template(path).get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Serverless::HttpApi":
+            continue
+        config = (resource.get("Properties") or {}).get("CorsConfiguration")
+        if isinstance(config, dict) and "Fn::If" in config:
+            config = config["Fn::If"][1]
+        break
+    if not isinstance(config, dict):
+        config = {}
+
+    def strings(name: str) -> tuple[str, ...]:
+        value = config.get(name) or ()
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    max_age = config.get("MaxAge")
+    return CorsConfiguration(
+        allow_headers=strings("AllowHeaders"),
+        allow_methods=strings("AllowMethods"),
+        expose_headers=strings("ExposeHeaders"),
+        max_age=int(max_age) if isinstance(max_age, (int, str)) and str(max_age).isdigit() else None,
+        allow_credentials=config.get("AllowCredentials") is True,
+    )

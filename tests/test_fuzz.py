@@ -65,6 +65,7 @@ from schemathesis.engine import events
 from shared.local import keys
 from shared.local.authorizer import AuthorizerConfig, JwtAuthorizer
 from shared.local.gateway import Gateway
+from shared.local.settings import LOCAL_DIR_ENV
 from tests.lambda_api import LambdaApi
 
 # With metrics off (see `local_dir`), Powertools warns each time its buffer of 100 fills.
@@ -145,7 +146,7 @@ class _WarningsAndAbove(logging.Filter):
 def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("fuzz-local")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(keys.LOCAL_DIR_ENV, str(path))
+        mp.setenv(LOCAL_DIR_ENV, str(path))
         for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "CORS_ALLOW_ORIGINS"):
             mp.delenv(name, raising=False)
         # Thousands of requests: no metric line and no INFO log line for each (errors still

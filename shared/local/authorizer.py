@@ -7,7 +7,7 @@ What AWS checks, in its order, and nothing more lenient:
 - `iss` equals the configured issuer; `aud` contains the audience (`client_id` is checked
   only when `aud` is absent); `exp` is after now; `nbf` and `iat`, when present, are not
   after now. No leeway.
-Any failure raises `Unauthorized` (the gateway answers `401 {"message":"Unauthorized"}`);
+Any failure raises `TokenRejected` (the gateway answers `401 {"message":"Unauthorized"}`);
 its text is for the server log only.
 
 By default the local issuer (keys.py) is trusted. `JWT_ISSUER` / `JWT_AUDIENCE` /
@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import threading
 import time
 import urllib.request
@@ -39,6 +38,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 from shared.local import keys
+from shared.local.settings import local_settings
 
 log = logging.getLogger("todo_api.local.authorizer")
 
@@ -46,11 +46,11 @@ ALGORITHM = "RS256"
 MAX_TOKEN_LENGTH = 16 * 1024
 
 
-class Unauthorized(Exception):
+class TokenRejected(Exception):
     """The token is missing or not acceptable; the message says why (logs only)."""
 
 
-class JwksUnavailable(Unauthorized):
+class JwksUnavailable(TokenRejected):
     """The issuer's keys could not be fetched."""
 
 
@@ -168,9 +168,10 @@ class AuthorizerConfig:
         cls, issuer: str | None = None, audience: str | None = None, jwks_url: str | None = None
     ) -> AuthorizerConfig:
         """Options first, then `JWT_ISSUER` / `JWT_AUDIENCE` / `JWT_JWKS_URL`, then local."""
-        issuer = issuer or os.environ.get("JWT_ISSUER") or None
-        audience = audience or os.environ.get("JWT_AUDIENCE") or None
-        jwks_url = jwks_url or os.environ.get("JWT_JWKS_URL") or None
+        settings = local_settings()
+        issuer = issuer or settings.jwt_issuer
+        audience = audience or settings.jwt_audience
+        jwks_url = jwks_url or settings.jwt_jwks_url
         if issuer is None or issuer == keys.LOCAL_ISSUER:
             if jwks_url:
                 raise ValueError("a JWKS URL needs the issuer it belongs to (--issuer or JWT_ISSUER)")
@@ -210,79 +211,79 @@ class JwtAuthorizer:
     def token_from_header(value: str | None) -> str:
         """The identity source holds the token alone, or prefixed with `Bearer `."""
         if value is None or not value.strip():
-            raise Unauthorized("no Authorization header")
+            raise TokenRejected("no Authorization header")
         value = value.strip()
         scheme, _, rest = value.partition(" ")
         if scheme.lower() == "bearer":
             value = rest.strip()
         if not value or " " in value:
-            raise Unauthorized("the Authorization header is not `Bearer <token>`")
+            raise TokenRejected("the Authorization header is not `Bearer <token>`")
         return value
 
     def authorize(self, authorization: str | None) -> dict[str, Any]:
-        """The verified claims of the request's token; raises `Unauthorized`."""
+        """The verified claims of the request's token; raises `TokenRejected`."""
         return self.verify(self.token_from_header(authorization))
 
     def verify(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_LENGTH:
-            raise Unauthorized("token too long")
+            raise TokenRejected("token too long")
         parts = token.split(".")
         if len(parts) != 3 or not all(parts[:2]):
-            raise Unauthorized("malformed token: not a compact JWS")
+            raise TokenRejected("malformed token: not a compact JWS")
         try:
             header = _b64url_json(parts[0])
         except (ValueError, UnicodeError) as error:
-            raise Unauthorized(f"malformed token header: {error}") from None
+            raise TokenRejected(f"malformed token header: {error}") from None
         if not isinstance(header, dict):
-            raise Unauthorized("malformed token header")
+            raise TokenRejected("malformed token header")
         if header.get("alg") != ALGORITHM:
-            raise Unauthorized(f"algorithm {header.get('alg')!r} is not accepted (RS256 only)")
+            raise TokenRejected(f"algorithm {header.get('alg')!r} is not accepted (RS256 only)")
         if header.get("crit") is not None:
-            raise Unauthorized("critical header parameters are not supported")
+            raise TokenRejected("critical header parameters are not supported")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise Unauthorized("the token header has no kid")
+            raise TokenRejected("the token header has no kid")
         key = self.jwks.key_for(kid)
         if key is None:
-            raise Unauthorized(f"no key with kid {kid!r} in the issuer's JWKS")
+            raise TokenRejected(f"no key with kid {kid!r} in the issuer's JWKS")
         try:
             signature = jws.deserialize_compact(token, key, algorithms=[ALGORITHM])
         except JoseError as error:
-            raise Unauthorized(f"bad signature: {error.error}") from None
+            raise TokenRejected(f"bad signature: {error.error}") from None
         except (ValueError, TypeError) as error:
-            raise Unauthorized(f"malformed token: {error}") from None
+            raise TokenRejected(f"malformed token: {error}") from None
         try:
             claims = json.loads(signature.payload)
         except (ValueError, UnicodeDecodeError):
-            raise Unauthorized("the token payload is not JSON") from None
+            raise TokenRejected("the token payload is not JSON") from None
         if not isinstance(claims, dict):
-            raise Unauthorized("the token payload is not a JSON object")
+            raise TokenRejected("the token payload is not a JSON object")
         self._check_claims(claims)
         return claims
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         if claims.get("iss") != self.issuer:
-            raise Unauthorized(f"issuer {claims.get('iss')!r} is not {self.issuer!r}")
+            raise TokenRejected(f"issuer {claims.get('iss')!r} is not {self.issuer!r}")
         if "aud" in claims:
             aud = claims["aud"]
             audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
             if not any(isinstance(a, str) and a in self.audience for a in audiences):
-                raise Unauthorized(f"audience {aud!r} is not {self.audience!r}")
+                raise TokenRejected(f"audience {aud!r} is not {self.audience!r}")
         elif claims.get("client_id") not in self.audience:
-            raise Unauthorized("no aud, and client_id is not the audience")
+            raise TokenRejected("no aud, and client_id is not the audience")
         now = self.clock()
         exp = claims.get("exp")
         if not _is_number(exp):
-            raise Unauthorized("no numeric exp claim")
+            raise TokenRejected("no numeric exp claim")
         if now >= exp:
-            raise Unauthorized("the token has expired")
+            raise TokenRejected("the token has expired")
         for name in ("nbf", "iat"):
             if name in claims:
                 value = claims[name]
                 if not _is_number(value):
-                    raise Unauthorized(f"{name} is not numeric")
+                    raise TokenRejected(f"{name} is not numeric")
                 if value > now:
-                    raise Unauthorized(f"{name} is in the future")
+                    raise TokenRejected(f"{name} is in the future")
 
 
 def scopes_of(claims: dict[str, Any]) -> list[str] | None:

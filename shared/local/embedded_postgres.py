@@ -40,6 +40,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.local.settings import child_environment
+
 log = logging.getLogger("todo_api.local.postgres")
 
 SUPERUSER = "postgres"
@@ -265,7 +267,7 @@ class EmbeddedPostgres:
 
     def _popen_options(self) -> dict[str, object]:
         options: dict[str, object] = {
-            "env": {**{k: v for k, v in os.environ.items() if not k.startswith("PG")}, "LC_ALL": "C"},
+            "env": child_environment(without_prefix="PG", LC_ALL="C"),
             "cwd": "/",
         }
         if self._user is not None:

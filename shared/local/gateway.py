@@ -28,7 +28,6 @@ import base64
 import concurrent.futures
 import json
 import logging
-import os
 import shlex
 import signal
 import socket
@@ -40,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.local.apigw import build_http_event, match_path, response_body
-from shared.local.authorizer import JwtAuthorizer, Unauthorized, scopes_of
-from shared.template import Function, Route, http_routes, load_template
+from shared.local.authorizer import JwtAuthorizer, TokenRejected, scopes_of
+from shared.local.lambda_context import FakeLambdaContext
+from shared.template import CorsConfiguration, Function, Route, cors_configuration, http_routes
 
 log = logging.getLogger("todo_api.gateway")
 
@@ -49,103 +49,56 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # an HTTP API refuses larger payloads
-DEFAULT_TIMEOUT_SECONDS = 10.0
+GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit: an HTTP API refuses larger payloads
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"}
 _JSON = [("content-type", "application/json")]
 
 
-# -- template facts -------------------------------------------------------------------------
-
-
-def _function_timeouts() -> dict[str, float]:
-    """Each function's `Timeout` (its own, else Globals), in seconds."""
-    template = load_template()
-    default = ((template.get("Globals") or {}).get("Function") or {}).get("Timeout", DEFAULT_TIMEOUT_SECONDS)
-    timeouts = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") == "AWS::Serverless::Function":
-            value = (resource.get("Properties") or {}).get("Timeout", default)
-            timeouts[logical_id] = float(value) if isinstance(value, (int, float, str)) else DEFAULT_TIMEOUT_SECONDS
-    return timeouts
-
-
-def _template_cors() -> dict[str, Any]:
-    """The HttpApi's CorsConfiguration as written (the branch used when CORS is on)."""
-    template = load_template()
-    for resource in template.get("Resources", {}).values():
-        if resource.get("Type") != "AWS::Serverless::HttpApi":
-            continue
-        cors = (resource.get("Properties") or {}).get("CorsConfiguration")
-        if isinstance(cors, dict) and "Fn::If" in cors:
-            cors = cors["Fn::If"][1]
-        return cors if isinstance(cors, dict) else {}
-    return {}
+# -- CORS ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Cors:
+    """The template's CorsConfiguration with its origins (locally CORS_ALLOW_ORIGINS)."""
+
     allow_origins: tuple[str, ...]
-    allow_headers: tuple[str, ...] = ()
-    allow_methods: tuple[str, ...] = ()
-    expose_headers: tuple[str, ...] = ()
-    max_age: int | None = None
-    allow_credentials: bool = False
+    config: CorsConfiguration
 
     @classmethod
-    def from_env(cls) -> Cors | None:
-        """`CORS_ALLOW_ORIGINS` (comma separated) with the rest of the template's config."""
-        origins = tuple(o.strip() for o in os.environ.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip())
-        if not origins:
-            return None
-        config = _template_cors()
-
-        def strings(name: str) -> tuple[str, ...]:
-            value = config.get(name) or ()
-            return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-        max_age = config.get("MaxAge")
-        return cls(
-            allow_origins=origins,
-            allow_headers=strings("AllowHeaders"),
-            allow_methods=strings("AllowMethods"),
-            expose_headers=strings("ExposeHeaders"),
-            max_age=int(max_age) if isinstance(max_age, (int, str)) and str(max_age).isdigit() else None,
-            allow_credentials=config.get("AllowCredentials") is True,
-        )
+    def configured(cls, origins: tuple[str, ...]) -> Cors | None:
+        """None (CORS off) without origins."""
+        return cls(origins, cors_configuration()) if origins else None
 
     def origin_value(self, origin: str | None) -> str | None:
         if not origin:
             return None
         if "*" in self.allow_origins:
-            return "*" if not self.allow_credentials else origin
+            return "*" if not self.config.allow_credentials else origin
         return origin if origin in self.allow_origins else None
 
     def preflight_headers(self, origin: str | None) -> list[tuple[str, str]]:
-        allowed = self.origin_value(origin)
-        if allowed is None:
-            return []
-        headers = [("access-control-allow-origin", allowed)]
-        if self.allow_methods:
-            headers.append(("access-control-allow-methods", ",".join(self.allow_methods)))
-        if self.allow_headers:
-            headers.append(("access-control-allow-headers", ",".join(self.allow_headers)))
-        if self.max_age is not None:
-            headers.append(("access-control-max-age", str(self.max_age)))
-        if self.allow_credentials:
-            headers.append(("access-control-allow-credentials", "true"))
-        if allowed != "*":
-            headers.append(("vary", "Origin"))
-        return headers
+        extra: list[tuple[str, str]] = []
+        if self.config.allow_methods:
+            extra.append(("access-control-allow-methods", ",".join(self.config.allow_methods)))
+        if self.config.allow_headers:
+            extra.append(("access-control-allow-headers", ",".join(self.config.allow_headers)))
+        if self.config.max_age is not None:
+            extra.append(("access-control-max-age", str(self.config.max_age)))
+        return self._headers(origin, extra)
 
     def response_headers(self, origin: str | None) -> list[tuple[str, str]]:
+        extra: list[tuple[str, str]] = []
+        if self.config.expose_headers:
+            extra.append(("access-control-expose-headers", ",".join(self.config.expose_headers)))
+        return self._headers(origin, extra)
+
+    def _headers(self, origin: str | None, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The allowed origin, `extra`, credentials, and `Vary` unless any origin is allowed."""
         allowed = self.origin_value(origin)
         if allowed is None:
             return []
-        headers = [("access-control-allow-origin", allowed)]
-        if self.expose_headers:
-            headers.append(("access-control-expose-headers", ",".join(self.expose_headers)))
-        if self.allow_credentials:
+        headers = [("access-control-allow-origin", allowed), *extra]
+        if self.config.allow_credentials:
             headers.append(("access-control-allow-credentials", "true"))
         if allowed != "*":
             headers.append(("vary", "Origin"))
@@ -194,7 +147,6 @@ class Gateway:
         self.jwks = jwks
         # Literal segments win over parameters when both match ("most specific" first).
         self.routes: list[tuple[Route, Function]] = sorted(http_routes(), key=lambda rf: rf[0].path.count("{"))
-        self.timeouts = _function_timeouts()
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="lambda", initializer=_thread_loop
         )
@@ -268,10 +220,10 @@ class Gateway:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size <= MAX_BODY_BYTES:
+            if size <= GATEWAY_MAX_PAYLOAD_BYTES:
                 chunks.append(chunk)
             more = message.get("more_body", False)
-        return b"".join(chunks), size > MAX_BODY_BYTES
+        return b"".join(chunks), size > GATEWAY_MAX_PAYLOAD_BYTES
 
     def _match(self, method: str, path: str) -> tuple[Route, Function] | None:
         for route, function in self.routes:
@@ -297,7 +249,7 @@ class Gateway:
         if not route.public:
             try:
                 claims = await loop.run_in_executor(self.executor, self.authorizer.authorize, headers.get("authorization"))
-            except Unauthorized as error:
+            except TokenRejected as error:
                 return _message(401, "Unauthorized", [("www-authenticate", "Bearer")]), f"authorizer-denied ({error})"
         event = self._event(scope, method, path, route, headers, body, claims, request_id)
         return await self._invoke(function, event), function.logical_id
@@ -337,10 +289,8 @@ class Gateway:
         return event
 
     async def _invoke(self, function: Function, event: dict[str, Any]) -> _Reply:
-        from shared.cli import FakeLambdaContext
-
         handler = self._handler(function)
-        timeout = self.timeouts.get(function.logical_id, DEFAULT_TIMEOUT_SECONDS)
+        timeout = function.timeout
         context = FakeLambdaContext(function.logical_id, timeout_ms=int(timeout * 1000))
         loop = asyncio.get_running_loop()
         try:
@@ -489,10 +439,12 @@ def serve(
     import uvicorn
 
     from shared import db
-    from shared.cli import migrate
     from shared.local import keys
     from shared.local.authorizer import AuthorizerConfig
     from shared.local.embedded_postgres import EmbeddedPostgres
+    from shared.local.migrate import migrate
+    from shared.local.settings import local_settings
+    from shared.settings import Settings, get_settings, use_settings
 
     serve_log = logging.getLogger("todo_api.serve")
     _configure_logging()
@@ -508,18 +460,24 @@ def serve(
     gateway: Gateway | None = None
     started = time.monotonic()
     try:
-        if os.environ.get("DATABASE_URL"):
+        given = get_settings().database_url
+        if given is not None and given.get_secret_value():
             database = "DATABASE_URL"
         else:
             data_dir = keys.local_dir() / "pgdata"
             postgres = EmbeddedPostgres(data_dir)
-            os.environ["DATABASE_URL"] = postgres.start()
-            database = f"embedded Postgres (pid {postgres.pid}, data in {data_dir}) at {os.environ['DATABASE_URL']}"
+            embedded_url = postgres.start()
+            # The functions run in this process and read their database from `Settings`: they
+            # are given settings that name the embedded one (the rest still from the
+            # environment), not a DATABASE_URL written into our own environment, which every
+            # thread and child process would then share, and nothing would take back.
+            use_settings(Settings(database_url=embedded_url))
+            database = f"embedded Postgres (pid {postgres.pid}, data in {data_dir}) at {embedded_url}"
         db.reset()
         logging.getLogger("alembic").setLevel(logging.WARNING)
         migrate()
         authorizer = JwtAuthorizer.from_config(config)
-        gateway = Gateway(authorizer=authorizer, cors=Cors.from_env(), jwks=keys.public_jwks() if config.local else None)
+        gateway = Gateway(authorizer=authorizer, cors=Cors.configured(local_settings().cors_allow_origins), jwks=keys.public_jwks() if config.local else None)
         bound_host, bound_port = sock.getsockname()[:2]
         shown_host = "127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host
         url = f"http://[{shown_host}]:{bound_port}" if ":" in shown_host else f"http://{shown_host}:{bound_port}"
@@ -556,6 +514,7 @@ def serve(
         if postgres is not None:
             serve_log.info("stopping the embedded Postgres (pid %s)", postgres.pid)
             postgres.stop()
+            use_settings(None)
         signal.signal(signal.SIGTERM, previous_sigterm)
         serve_log.info("stopped")
     return 0

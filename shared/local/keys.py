@@ -20,9 +20,8 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from shared.template import REPO_ROOT
+from shared.local.settings import local_settings
 
-LOCAL_DIR_ENV = "TODO_API_LOCAL_DIR"
 # Stable values that do not depend on the port serve listens on.
 LOCAL_ISSUER = "todo-api-local"
 LOCAL_AUDIENCE = "todo-api"
@@ -33,7 +32,7 @@ ALGORITHM = "RS256"
 
 def local_dir() -> Path:
     """Where local state lives (keys, the embedded database); created on first use."""
-    path = Path(os.environ.get(LOCAL_DIR_ENV) or REPO_ROOT / ".local").absolute()
+    path = local_settings().local_dir
     path.mkdir(mode=0o755, parents=True, exist_ok=True)
     return path
 
@@ -83,10 +82,10 @@ def public_key_set() -> KeySet:
 
 def local_audience() -> str:
     """The audience the local issuer mints for; `JWT_AUDIENCE` overrides it (serve too)."""
-    issuer = os.environ.get("JWT_ISSUER")
-    if issuer and issuer != LOCAL_ISSUER:
+    settings = local_settings()
+    if settings.jwt_issuer and settings.jwt_issuer != LOCAL_ISSUER:
         return LOCAL_AUDIENCE
-    return os.environ.get("JWT_AUDIENCE") or LOCAL_AUDIENCE
+    return settings.jwt_audience or LOCAL_AUDIENCE
 
 
 def mint_token(

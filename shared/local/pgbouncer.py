@@ -39,15 +39,18 @@ from pathlib import Path
 
 import pg8000.native
 
+from shared.local.settings import local_settings
+
 _PR_SET_PDEATHSIG = 1
 INSTALL_HINT = "apt-get install pgbouncer (Debian/Ubuntu; brew install pgbouncer on macOS)"
 
 
 def find_binary() -> str | None:
     """`$PGBOUNCER`, else `pgbouncer` on PATH or in the sbin directories Debian installs to."""
-    if os.environ.get("PGBOUNCER"):
-        return os.environ["PGBOUNCER"]
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+    settings = local_settings()
+    if settings.pgbouncer:
+        return settings.pgbouncer
+    path = os.pathsep.join([settings.path, "/usr/sbin", "/usr/local/sbin", "/sbin"])
     return shutil.which("pgbouncer", path=path)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.local.settings import LOCAL_DIR_ENV, child_environment
 from shared.template import REPO_ROOT
 
 START_TIMEOUT = 60.0
@@ -59,11 +60,7 @@ def make_local_dir(prefix: str = "todo-serve-") -> Path:
 
 def clean_env(local_dir: Path, **extra: str) -> dict[str, str]:
     """The environment for a serve process: no inherited database, issuer or CORS setting."""
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_NOT}
-    env["TODO_API_LOCAL_DIR"] = str(local_dir)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+    return child_environment(without=INHERITED_NOT, **{LOCAL_DIR_ENV: str(local_dir), "PYTHONUNBUFFERED": "1", **extra})
 
 
 @dataclass

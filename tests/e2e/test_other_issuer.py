@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from shared.local.authorizer import JwtAuthorizer, RemoteJwks, Unauthorized
+from shared.local.authorizer import JwtAuthorizer, RemoteJwks, TokenRejected
 from tests.e2e.conftest import Serve, bearer, clean_env, make_local_dir, mint
 
 AUDIENCE = "https://api.example/tasks"
@@ -122,7 +122,7 @@ def test_a_rotated_key_is_fetched_once_and_not_on_every_unknown_kid(provider: Pr
 
     # An unknown kid again right away is refused without another fetch.
     stranger = RSAKey.generate_key(2048, auto_kid=True)
-    with pytest.raises(Unauthorized):
+    with pytest.raises(TokenRejected):
         authorizer.verify(provider.token("u", stranger))
     assert provider.jwks_requests == fetched + 1
 
