@@ -30,8 +30,18 @@ from shared.http.app import create_app
 from shared.template import REPO_ROOT
 
 
+def run(coroutine: Any) -> Any:
+    """On a loop of its own: `asyncio.run` would leave this thread without the current loop
+    that `lambda_entry` set once per thread, and every later handler call would fail."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def call(app: Any, method: str, path: str, body: bytes = b"", query: bytes = b"") -> tuple[int, Any]:
-    """One request straight into the ASGI app, on this thread's own event loop."""
+    """One request straight into the ASGI app, on this thread."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
         "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
@@ -45,7 +55,7 @@ def call(app: Any, method: str, path: str, body: bytes = b"", query: bytes = b""
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
 
@@ -62,7 +72,7 @@ def test_starlette_request_json_answers_from__json_without_reading_the_body():
 
     request = Request({"type": "http", "method": "POST", "headers": []}, receive)
     request._json = cached = {"from": "the cache"}
-    assert asyncio.run(request.json()) is cached
+    assert run(request.json()) is cached
 
 
 def test_the_endpoint_receives_the_body_contract_route_parsed(monkeypatch):
