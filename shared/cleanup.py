@@ -48,49 +48,38 @@ class _Kind:
     delete: Sql  # one batch: (count, last value deleted) for :cutoff, :floor, :n
 
 
-# Each batch walks the rule's index in order from where the previous one stopped (:floor),
-# so it never re-reads the index entries of rows already deleted: batch 500 costs what
-# batch 1 did. It deletes by address (`ctid`, a TID scan: no join for the planner to get
-# wrong), and the outer condition re-checks every row as it is now. Rows below :floor that
-# were skipped because someone held them (another run, a restore in progress) are that
-# one's, or counted by _ANYTHING_LEFT as not finished.
-_TASKS = _Kind(
-    key="tasks_deleted",
-    metric="CleanupTasksDeleted",
-    delete=Sql(
-        """
+def _batch_delete(table: str, column: str, expired: str) -> Sql:
+    """One batch of `table`'s rows whose `column` is `expired` (`<` or `<=`) :cutoff.
+
+    Each batch walks the rule's index in order from where the previous one stopped (:floor),
+    so it never re-reads the index entries of rows already deleted: batch 500 costs what
+    batch 1 did. It deletes by address (`ctid`, a TID scan: no join for the planner to get
+    wrong), and the outer condition re-checks every row as it is now. Rows below :floor that
+    were skipped because someone held them (another run, a restore in progress) are that
+    one's, or counted by _ANYTHING_LEFT as not finished.
+    """
+    return Sql(
+        f"""
         WITH gone AS (
-            DELETE FROM tasks
+            DELETE FROM {table}
             WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM tasks
-                    WHERE deleted_at < :cutoff::timestamptz AND deleted_at >= coalesce(:floor::timestamptz, '-infinity')
-                    ORDER BY deleted_at
+                    SELECT ctid FROM {table}
+                    WHERE {column} {expired} :cutoff::timestamptz AND {column} >= coalesce(:floor::timestamptz, '-infinity')
+                    ORDER BY {column}
                     LIMIT :n::int FOR UPDATE SKIP LOCKED))
-              AND deleted_at < :cutoff::timestamptz
-            RETURNING deleted_at
+              AND {column} {expired} :cutoff::timestamptz
+            RETURNING {column}
         )
-        SELECT count(*) AS deleted, max(deleted_at) AS last FROM gone
+        SELECT count(*) AS deleted, max({column}) AS last FROM gone
         """
-    ),
-)
+    )
+
+
+_TASKS = _Kind(key="tasks_deleted", metric="CleanupTasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<"))
 _IDEMPOTENCY_KEYS = _Kind(
     key="idempotency_keys_deleted",
     metric="CleanupIdempotencyKeysDeleted",
-    delete=Sql(
-        """
-        WITH gone AS (
-            DELETE FROM idempotency_keys
-            WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM idempotency_keys
-                    WHERE expires_at <= :cutoff::timestamptz AND expires_at >= coalesce(:floor::timestamptz, '-infinity')
-                    ORDER BY expires_at
-                    LIMIT :n::int FOR UPDATE SKIP LOCKED))
-              AND expires_at <= :cutoff::timestamptz
-            RETURNING expires_at
-        )
-        SELECT count(*) AS deleted, max(expires_at) AS last FROM gone
-        """
-    ),
+    delete=_batch_delete("idempotency_keys", "expires_at", "<="),
 )
 KINDS = (_TASKS, _IDEMPOTENCY_KEYS)
 
