@@ -3,7 +3,7 @@
     .venv/bin/python bench/connect.py [--samples 200] [--key-type ec|rsa]
     .venv/bin/python bench/connect.py --smoke      # 3 samples: every check, seconds
 
-Starts a throwaway Postgres with TLS and SCRAM (bench/pg_tls.py), checks that every client
+Starts a throwaway Postgres with TLS and SCRAM (shared/local/tls_postgres.py), checks that every client
 below really uses TLS (and which ones verify the certificate), then times, interleaved in the
 same run (every variant once a round, in a new shuffled order each round: bench/_support.py)
 so that machine drift hits all alike:
@@ -42,8 +42,9 @@ import pg8000  # noqa: E402
 from bench._support import (  # noqa: E402
     Checks, Goal, add_smoke_flag, interleaved, main_exit, median_ms, p90_ms, print_summary, set_database_url,
 )
-from bench.pg_tls import TlsPostgres, make_ca, tls_postgres  # noqa: E402
 from shared import connect  # noqa: E402
+from shared.local.certificates import make_ca  # noqa: E402
+from shared.local.tls_postgres import TlsPostgres, tls_postgres  # noqa: E402
 
 SSL_ROW = "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 BUDGET = 10.0  # seconds: DB_CONNECT_TIMEOUT's default

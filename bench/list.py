@@ -387,7 +387,7 @@ def build_cases(sql: pg8000.native.Connection, user: str) -> list[Case]:
 
 class Runner:
     def __init__(self, url: str) -> None:
-        from shared.cli import FakeLambdaContext
+        from shared.local.lambda_context import FakeLambdaContext
         from shared.connect import connect_with_retry, parse_database_url
         from shared.local.apigw import response_body
         from shared.template import functions
@@ -750,7 +750,7 @@ def run(db: Scratch, sizes: list[int], args: argparse.Namespace) -> None:
     log(f"q={Q_WORD}: in {Q_SHARE:.1%} of every user's tasks (matches grow with the list); tag={TAG}: on ~{TAGGED} tasks")
     log(f"of each of the two users at every size (same matches, bigger table); both planted at insert, sorted {SEARCH_SORT}.")
     log("Table grown in place, all indexes present; VACUUM ANALYZE after each step (what autovacuum converges to).")
-    log(f"Schema: migrated by shared.cli.migrate() to revision {schema_revision(sql)} (whatever infra/migrations holds now).")
+    log(f"Schema: migrated by shared.local.migrate.migrate() to revision {schema_revision(sql)} (whatever infra/migrations holds now).")
     builder = Builder(sql, args.chunk, args.noise)
     builder.setup()
 

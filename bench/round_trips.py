@@ -810,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TodoApi")
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from bench.pg_tls import tls_postgres
+    from shared.local.tls_postgres import tls_postgres
 
     started = time.monotonic()
     previous_url = os.environ.get("DATABASE_URL")
@@ -833,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def pgbouncer_for(server: Any) -> Any:
-    """A private PgBouncer in front of `server` (bench/pg_tls.py's): TLS + SCRAM to its clients with
+    """A private PgBouncer in front of `server` (shared/local/tls_postgres.py's): TLS + SCRAM to its clients with
     a certificate from the server's CA, SCRAM and TLS (verify-full) to the server. Not started."""
     from shared.local.pgbouncer import INSTALL_HINT, PgBouncer, find_binary
 

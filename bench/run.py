@@ -9,7 +9,7 @@ the functions first when `.aws-sam/build` (or `--build-dir`) is missing (`infra/
 a smoke run leaves the cold starts out instead), installs its one
 extra dependency (psycopg, for libpq: bench/requirements.txt) into `.tools/bench/site` when
 missing (never into .venv, never into the layer), starts a throwaway Postgres with TLS and
-SCRAM on (bench/pg_tls.py), migrates it with the project's own migrations and seeds it with a
+SCRAM on (shared/local/tls_postgres.py), migrates it with the project's own migrations and seeds it with a
 user and 20 tasks. Then, each part timed interleaved so that machine drift hits all alike:
 
 1. Connection: connect + verified TLS + SCRAM + `SELECT 1` + close, the project's connect
@@ -174,7 +174,7 @@ def claims(user: str) -> dict[str, str]:
 
 def seed(handlers: dict[str, Any]) -> Seed:
     """A user and their tasks, made through the real CreateTask handler."""
-    from shared.cli import FakeLambdaContext
+    from shared.local.lambda_context import FakeLambdaContext
     from shared.local.apigw import response_json
 
     found = Seed(reader=f"bench-reader-{uuid.uuid4().hex[:8]}", writer=f"bench-writer-{uuid.uuid4().hex[:8]}")
@@ -237,7 +237,7 @@ def capture_wire(run: Callable[[], Any]) -> list[str]:
 
 def bench_connection(server: Any, psycopg: Any, samples: int) -> dict[str, Any]:
     from bench.connect import describe_socket, project_connect, time_context_builds, with_cursor
-    from bench.pg_tls import make_ca
+    from shared.local.certificates import make_ca
 
     set_database_url(server.url)
     checks: list[tuple[bool, str]] = []  # (passed, what was seen)
@@ -383,7 +383,7 @@ def flight_op(params: Any, queries: list[Any], fresh_ids: set[str]) -> Callable[
 
 
 def bench_warm(server: Any, handlers: dict[str, Any], seeded: Seed, samples: int) -> dict[str, Any]:
-    from shared.cli import FakeLambdaContext
+    from shared.local.lambda_context import FakeLambdaContext
     from shared.local.apigw import response_json
 
     set_database_url(server.url)
@@ -909,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     import sqlalchemy
 
     from bench._support import migrate
-    from bench.pg_tls import tls_postgres
+    from shared.local.tls_postgres import tls_postgres
     from shared.template import functions
 
     check = Checks()

@@ -19,15 +19,15 @@ import pytest
 from shared.template import REPO_ROOT
 
 BENCH = REPO_ROOT / "bench"
-# Not scripts: the shared helpers, and pg_tls.py (a library; tests/shared/test_tls.py).
-NOT_SCRIPTS = {"__init__.py", "_support.py", "pg_tls.py"}
+# Not scripts: the shared helpers.
+NOT_SCRIPTS = {"__init__.py", "_support.py"}
 SCRIPTS = ["cleanup.py", "connect.py", "list.py", "round_trips.py", "run.py", "soak.py"]
-NEEDS_SERVER_BINARIES = {"connect.py", "round_trips.py", "run.py"}  # their own TLS Postgres (bench/pg_tls.py)
+NEEDS_SERVER_BINARIES = {"connect.py", "round_trips.py", "run.py"}  # their own TLS Postgres (shared/local/tls_postgres.py)
 TIMEOUT = 300
 
 
 def server_binaries() -> bool:
-    """What bench/pg_tls.py starts its server from: pg_config's bindir or a Debian one."""
+    """What tls_postgres() starts its server from: pg_config's bindir or a Debian one."""
     return bool(shutil.which("pg_config") or glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 
 
@@ -39,7 +39,7 @@ def test_every_bench_script_has_a_smoke_test():
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_smoke(script: str):
     if script in NEEDS_SERVER_BINARIES and not server_binaries():
-        pytest.skip("no Postgres server binaries (initdb) for bench/pg_tls.py")
+        pytest.skip("no Postgres server binaries (initdb) for shared/local/tls_postgres.py")
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, str(BENCH / script), "--smoke"],

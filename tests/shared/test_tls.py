@@ -1,6 +1,6 @@
 """Connections against a real TLS + SCRAM Postgres (as Neon has): verified, bound, no silent fallback.
 
-One throwaway server for the module (bench/pg_tls.py): TCP only through
+One throwaway server for the module (shared/local/tls_postgres.py): TCP only through
 `hostssl ... scram-sha-256`, a self-signed CA, a certificate for localhost / 127.0.0.1.
 """
 
@@ -18,11 +18,13 @@ from pathlib import Path
 import pg8000
 import pytest
 
-from bench.pg_tls import ServerBinariesNotFound, TlsPostgres, find_bindir, make_ca, tls_postgres
 from shared import connect as db
+from shared.local.certificates import make_ca
+from shared.local.embedded_postgres import ServerBinariesNotFound, system_bin_dir
+from shared.local.tls_postgres import TlsPostgres, tls_postgres
 
 try:
-    find_bindir()
+    system_bin_dir()
 except ServerBinariesNotFound as error:
     pytest.skip(f"no Postgres server binaries: {error}", allow_module_level=True)
 
@@ -145,10 +147,10 @@ def _plain_url(server: TlsPostgres, **query: str | None) -> str:
     return server.url_with(user=PLAIN_USER, password=PLAIN_PASSWORD, **query)
 
 
-@pytest.mark.skipif(not shutil.which("psql", path=find_bindir().as_posix()), reason="no psql next to the server")
+@pytest.mark.skipif(not shutil.which("psql", path=system_bin_dir().as_posix()), reason="no psql next to the server")
 def test_libpq_refuses_a_server_that_authenticates_without_channel_binding(server):
     """The reference for the next test: what channel_binding=require means to libpq."""
-    psql = shutil.which("psql", path=find_bindir().as_posix())
+    psql = shutil.which("psql", path=system_bin_dir().as_posix())
     ok = subprocess.run([psql, _plain_url(server), "-Atc", "SELECT 1"], capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0, ok.stderr  # the role itself works
     bound = _plain_url(server, channel_binding="require")
