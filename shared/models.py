@@ -11,11 +11,13 @@ from datetime import datetime, timezone
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, Strict, StringConstraints, create_model
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field as PydanticField, PrivateAttr, Strict, StringConstraints, create_model
 from pydantic.fields import FieldInfo
 from sqlalchemy import Column, DateTime, SmallInteger, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
+
+from shared import recurrence
 
 # ---------------------------------------------------------------------------- rules
 
@@ -78,6 +80,19 @@ Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
 InputDateTime = Timestamp  # the name the query parameters use
 PriorityName = Literal["low", "medium", "high"]
 StrictBool = Annotated[bool, Strict()]
+Recurrence = Annotated[
+    str,
+    Strict(),
+    StringConstraints(max_length=500, pattern=_NO_NUL),
+    AfterValidator(recurrence.normalise),
+]
+TimeZoneName = Annotated[
+    str,
+    Strict(),
+    StringConstraints(max_length=64, pattern=_NO_NUL),
+    AfterValidator(recurrence.check_zone),
+    PydanticField(description="The IANA time zone the recurrence runs in", examples=["Europe/Berlin"]),
+]
 
 
 class Priority(IntEnum):
@@ -132,6 +147,17 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_timestamptz())
     deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     version: int = 1
+    recurrence: str | None = Field(default=None, max_length=500)
+    timezone: str = Field(default="UTC", max_length=64)
+    series_root: uuid.UUID | None = None  # the first task of its series (series_id, generated, is this or id)
+    rule_start: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # The rule's occurrences after `occurrences_after`, as dateutil expanded them (shared/recurrence.py).
+    occurrences: list[datetime] | None = Field(default=None, sa_column=Column(ARRAY(DateTime(timezone=True))))
+    occurrences_after: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    occurrences_complete: bool = False
+    successor_of: uuid.UUID | None = Field(default=None, unique=True)
+    remind_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reminded_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 # ---------------------------------------------------------------------------- API shapes
@@ -154,6 +180,16 @@ class TaskFields(SQLModel):
     due_at: Timestamp | None = None
     category_id: uuid.UUID | None = None
     tags: Tags = PydanticField(default_factory=list)
+    recurrence: Recurrence | None = PydanticField(
+        default=None,
+        description="An RFC 5545 RRULE value (no `RRULE:` prefix): FREQ=DAILY|WEEKLY|MONTHLY|YEARLY, optional INTERVAL,"
+        " COUNT or UNTIL (UTC, ending in Z), BYDAY, BYMONTHDAY, BYMONTH, BYSETPOS, WKST. Needs due_at.",
+        examples=["FREQ=WEEKLY;BYDAY=MO,WE", "FREQ=MONTHLY;BYMONTHDAY=31;COUNT=12"],
+    )
+    timezone: TimeZoneName = "UTC"
+    remind_at: Timestamp | None = PydanticField(
+        default=None, description="When to remind; not after due_at", examples=["2026-12-01T08:45:00Z"]
+    )
 
 
 class TaskCreate(TaskFields, WriteModel):
@@ -182,16 +218,31 @@ class TaskPublic(TaskFields):
 
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
+    # Read back as stored: the rule and the zone were checked when they were written
+    # (parsing every rule of a page again would cost each read a dateutil parse per row).
+    recurrence: str | None
+    timezone: str
     id: uuid.UUID
+    series_id: uuid.UUID = PydanticField(description="The first task of its recurring series (its own id otherwise)")
     completed_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
     version: int
 
+    # Not a field: what the `Link: <...>; rel="next"` header names, when the task has one.
+    _successor_id: uuid.UUID | None = PrivateAttr(default=None)
+
+    @property
+    def successor_id(self) -> uuid.UUID | None:
+        return self._successor_id
+
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "TaskPublic":
         """From a row of `tasks` (a database row, or one stored as JSON for a replay)."""
-        return cls.model_validate({**row, "priority": Priority(row["priority"]).name})
+        task = cls.model_validate({**row, "priority": Priority(row["priority"]).name})
+        successor = row.get("successor_id")
+        task._successor_id = uuid.UUID(str(successor)) if successor is not None else None
+        return task
 
 
 class TrashedTaskPublic(TaskPublic):

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from shared import recurrence as rules
 from shared.auth import Caller
 from shared.db import QueryFailed, Result, Sql, flight
 from shared.errors import InvalidField, NotFound
@@ -24,10 +25,14 @@ _CREATE = Sql(
     f"""
     WITH outcome AS (
         INSERT INTO tasks (id, user_id, title, description, completed, completed_at, priority, due_at, category_id, tags,
-                           created_at, updated_at)
+                           recurrence, timezone, rule_start, occurrences, occurrences_after,
+                           occurrences_complete, remind_at, created_at, updated_at)
         VALUES (:id::uuid, :user_id, :title, :description, :completed::bool,
                 CASE WHEN :completed::bool THEN :now::timestamptz END, :priority::smallint, :due_at::timestamptz,
-                :category_id::uuid, :tags::varchar(50)[], :now::timestamptz, :now::timestamptz)
+                :category_id::uuid, :tags::varchar(50)[], :recurrence::varchar, :timezone::varchar,
+                CASE WHEN :recurrence::varchar IS NOT NULL THEN :due_at::timestamptz END, :occurrences::timestamptz[],
+                :occurrences_after::timestamptz, :occurrences_complete::bool, :remind_at::timestamptz,
+                :now::timestamptz, :now::timestamptz)
         RETURNING {COLUMNS}
     ){remember_sql(201)}
     SELECT * FROM outcome
@@ -44,19 +49,71 @@ _FIELDS = (
     Field("due_at", "timestamptz"),
     Field("category_id", "uuid"),
     Field("tags", "varchar(50)[]"),
+    Field("recurrence", "varchar"),
+    Field("timezone", "varchar"),
+    Field("remind_at", "timestamptz"),
     Field("deleted_at", "timestamptz"),
 )
+# When the rule or its zone changes, DTSTART moves to the task's due_at and the
+# occurrences are the ones Python expanded from there (null when it could not: a PATCH
+# that did not send the rule, the zone and due_at; see _write).
+_RULE_CHANGED = "(w.recurrence IS DISTINCT FROM t.recurrence OR w.timezone IS DISTINCT FROM t.timezone)"
+_ALSO_SET = f"""
+    completed_at = CASE WHEN w.completed = t.completed THEN t.completed_at WHEN w.completed THEN :now::timestamptz END,
+    rule_start = CASE WHEN {_RULE_CHANGED} THEN CASE WHEN w.recurrence IS NOT NULL THEN w.due_at END ELSE t.rule_start END,
+    occurrences = CASE WHEN {_RULE_CHANGED} THEN :occurrences::timestamptz[] ELSE t.occurrences END,
+    occurrences_after = CASE WHEN {_RULE_CHANGED} THEN :occurrences_after::timestamptz ELSE t.occurrences_after END,
+    occurrences_complete = CASE WHEN {_RULE_CHANGED} THEN :occurrences_complete::bool ELSE t.occurrences_complete END,
+    reminded_at = CASE WHEN w.remind_at IS DISTINCT FROM t.remind_at THEN NULL ELSE t.reminded_at END"""
+# A recurring task that turns completed gets its successor in the same statement: the
+# first stored occurrence strictly after both its due_at and now. Stored occurrences that
+# cannot answer (none, or not far enough) stop the statement (TD001, `occurrences_needed`):
+# the data layer expands the rule and runs it again. `uq_tasks_successor_of` makes the
+# successor once per task, ever.
+_SUCCESSOR = """, turned AS (
+        SELECT d.* FROM done d JOIN target t ON t.id = d.id
+        WHERE d.completed AND NOT t.completed AND d.recurrence IS NOT NULL
+    ), next AS (
+        SELECT tr.id, (SELECT min(x) FROM unnest(tr.occurrences) x WHERE x > greatest(tr.due_at, :now::timestamptz)) AS due
+        FROM turned tr WHERE tr.occurrences IS NOT NULL AND greatest(tr.due_at, :now::timestamptz) >= tr.occurrences_after
+    ), need AS (
+        SELECT occurrences_needed(tr.id) FROM turned tr
+        WHERE NOT EXISTS (SELECT FROM next n WHERE n.id = tr.id AND (n.due IS NOT NULL OR tr.occurrences_complete))
+    ), successor AS (
+        INSERT INTO tasks (id, user_id, title, description, priority, due_at, category_id, tags, recurrence, timezone,
+                           series_root, rule_start, occurrences, occurrences_after, occurrences_complete, successor_of,
+                           remind_at, created_at, updated_at)
+        SELECT :successor_id::uuid, tr.user_id, tr.title, tr.description, tr.priority, n.due, tr.category_id, tr.tags,
+               tr.recurrence, tr.timezone, tr.series_id, tr.rule_start,
+               ARRAY(SELECT x FROM unnest(tr.occurrences) x WHERE x > n.due ORDER BY x), n.due, tr.occurrences_complete,
+               tr.id, tr.remind_at + (n.due - tr.due_at), :now::timestamptz, :now::timestamptz
+        FROM turned tr JOIN next n ON n.id = tr.id WHERE n.due IS NOT NULL
+        ON CONFLICT (successor_of) DO NOTHING
+        RETURNING id
+    ), answer AS (
+        SELECT o.*, coalesce((SELECT id FROM successor), (SELECT s.id FROM tasks s WHERE s.successor_of = o.id)) AS successor_id,
+               (SELECT count(*) FROM need) AS expanded_first
+        FROM outcome o
+    )"""
 _WRITE = Sql(
-    versioned_write(
-        "tasks",
-        _FIELDS,
-        scope="(deleted_at IS NOT NULL) = :in_trash::bool",
-        also_set="completed_at = CASE WHEN w.completed = t.completed THEN t.completed_at WHEN w.completed THEN :now::timestamptz END",
-    )
-    + remember_sql(200, success=succeeded())
-    + f" SELECT changed, {COLUMNS} FROM outcome"
+    versioned_write("tasks", _FIELDS, scope="(deleted_at IS NOT NULL) = :in_trash::bool", also_set=_ALSO_SET)
+    + _SUCCESSOR
+    + remember_sql(200, outcome="answer", success=succeeded())
+    + f" SELECT changed, {COLUMNS}, successor_id FROM answer"
 )
-_GET = Sql(f"SELECT {COLUMNS} FROM tasks WHERE user_id = :user_id AND id = :id::uuid AND deleted_at IS NULL")
+_SUCCESSOR_OF = "(SELECT s.id FROM tasks s WHERE s.successor_of = tasks.id) AS successor_id"
+_SUCCESSOR_ID = Sql("SELECT id FROM tasks WHERE user_id = :user_id AND successor_of = :id::uuid")
+_GET = Sql(f"SELECT {COLUMNS}, {_SUCCESSOR_OF} FROM tasks WHERE user_id = :user_id AND id = :id::uuid AND deleted_at IS NULL")
+# What the rule's expansion needs, when the stored occurrences could not answer.
+_RULE = Sql("SELECT recurrence, timezone, rule_start, due_at FROM tasks WHERE user_id = :user_id AND id = :id::uuid")
+_STORE_OCCURRENCES = Sql(
+    """
+    UPDATE tasks SET occurrences = :occurrences::timestamptz[], occurrences_after = :occurrences_after::timestamptz,
+                     occurrences_complete = :occurrences_complete::bool
+    WHERE user_id = :user_id AND id = :id::uuid AND recurrence = :recurrence AND timezone = :timezone
+      AND rule_start = :rule_start::timestamptz
+    """
+)
 _TRASH_PAGE = {
     after: Sql(
         f"""
@@ -68,7 +125,13 @@ _TRASH_PAGE = {
     )
     for after in (False, True)
 }
-_CATEGORY_FK = "fk_tasks_category_owner"
+# Constraints that are the client's 422, and the field each names.
+_REFUSED = {
+    "fk_tasks_category_owner": ("category_id", "is not one of your categories"),
+    "ck_tasks_recurrence_needs_due_at": ("recurrence", "needs due_at"),
+    "ck_tasks_remind_before_due": ("remind_at", "must not be after due_at"),
+}
+_NEEDS_EXPANDING = "TD001"
 
 
 def _now() -> datetime:
@@ -81,16 +144,38 @@ def _storage(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _category_refused(failed: QueryFailed) -> None:
-    """A category that is not the caller's (or was deleted meanwhile) is the client's 422."""
-    if failed.constraint == _CATEGORY_FK:
-        raise InvalidField(("body", "category_id"), "is not one of your categories") from None
+def _refused(failed: QueryFailed) -> None:
+    """A constraint that the request broke is the client's 422, naming the field: a category
+    that is not the caller's (or was deleted meanwhile), a rule without due_at, a reminder
+    after due_at (PATCH sends part of a task: the database holds the rest)."""
+    if failed.constraint in _REFUSED:
+        name, message = _REFUSED[failed.constraint]
+        raise InvalidField(("body", name), message) from None
     raise failed
 
 
+def _expanded(recurrence: str | None, zone: str, due_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """The stored occurrences of a rule that starts at `due_at`: every one after the later of
+    due_at and now (a successor is never due before either), as far as `MAX_STORED` goes."""
+    if recurrence is None or due_at is None:
+        return {"occurrences": None, "occurrences_after": None, "occurrences_complete": False}
+    found = rules.expand(recurrence, zone, due_at, max(due_at, now))
+    return {"occurrences": found.times, "occurrences_after": found.after, "occurrences_complete": found.complete}
+
+
+def _check_rule(data: TaskCreate) -> None:
+    """POST and PUT carry the whole task: say at once what a rule or reminder lacks."""
+    if data.recurrence is not None and data.due_at is None:
+        raise InvalidField(("body", "recurrence"), "needs due_at")
+    if data.remind_at is not None and data.due_at is not None and data.remind_at > data.due_at:
+        raise InvalidField(("body", "remind_at"), "must not be after due_at")
+
+
 def create_task(*, caller: Caller, data: TaskCreate, idempotency: IdempotencyKey | None = None) -> Outcome[TaskPublic]:
-    values = _storage(data.model_dump())
-    insert = _CREATE(id=uuid.uuid4(), user_id=caller.user_id, now=_now(), **values, **key_params(idempotency))
+    _check_rule(data)
+    now, values = _now(), _storage(data.model_dump())
+    occurrences = _expanded(data.recurrence, data.timezone, data.due_at, now)
+    insert = _CREATE(id=uuid.uuid4(), user_id=caller.user_id, now=now, **values, **occurrences, **key_params(idempotency))
     try:
         return run_once(
             user_id=caller.user_id,
@@ -101,7 +186,7 @@ def create_task(*, caller: Caller, data: TaskCreate, idempotency: IdempotencyKey
             stored_as=TaskPublic.of,
         )
     except QueryFailed as failed:
-        _category_refused(failed)
+        _refused(failed)
         raise
 
 
@@ -121,30 +206,67 @@ def _write(
     in_trash: bool = False,
     idempotency: IdempotencyKey | None = None,
 ) -> Outcome[dict[str, Any]]:
-    """The generic versioned write: returns the task's row as it now is."""
+    """The generic versioned write: returns the task's row as it now is (with its successor)."""
+    task, now = parse_id(task_id, "task"), _now()
+    known = all(name in values for name in ("recurrence", "timezone", "due_at"))  # PUT; a PATCH may not say
+    occurrences = _expanded(values["recurrence"], values["timezone"], values["due_at"], now) if known else _expanded(None, "UTC", None, now)
     query = _WRITE(
         user_id=caller.user_id,
-        id=parse_id(task_id, "task"),
+        id=task,
         if_match=if_match,
-        now=_now(),
+        now=now,
         in_trash=in_trash,
+        successor_id=uuid.uuid4(),
+        **occurrences,
         **write_values(_FIELDS, _storage(values)),
         **key_params(idempotency),
     )
     missing = "No such task in the trash." if in_trash else "No such task."
 
     def read(results: list[Result]) -> dict[str, Any]:
-        return dict(checked_outcome(results[0].first(), if_match=if_match, what="task", missing=missing))
+        row = dict(checked_outcome(results[0].first(), if_match=if_match, what="task", missing=missing))
+        # A statement of its own, so a successor another writer committed while this one
+        # waited on the row is seen too (a statement sees what committed before it began).
+        found = results[1].first()
+        row["successor_id"] = found["id"] if found else row.get("successor_id")
+        return row
 
-    try:
-        return run_once(user_id=caller.user_id, idempotency=idempotency, queries=[query], read=read, model=TaskPublic, stored_as=dict)
-    except QueryFailed as failed:
-        _category_refused(failed)
-        raise
+    lookup = _SUCCESSOR_ID(user_id=caller.user_id, id=task)
+    for _ in range(3):
+        try:
+            return run_once(
+                user_id=caller.user_id, idempotency=idempotency, queries=[query, lookup], read=read, model=TaskPublic, stored_as=dict
+            )
+        except QueryFailed as failed:
+            if failed.sqlstate != _NEEDS_EXPANDING:
+                _refused(failed)
+                raise
+        # The one case that takes more flights than one: completing a recurring task whose
+        # stored occurrences could not answer (its rule was PATCHed in part, or it is being
+        # completed past them). Expand the rule from what is stored, keep it, try again.
+        _store_occurrences(caller, task, now)
+    raise RuntimeError("the occurrences of a recurring task could not be stored")
+
+
+def _store_occurrences(caller: Caller, task: uuid.UUID, now: datetime) -> None:
+    (rule,) = flight(_RULE(user_id=caller.user_id, id=task), user_id=caller.user_id)
+    row = rule.first()
+    if row is None or row["recurrence"] is None:
+        return  # gone or no longer recurring meanwhile: the next try will not need it
+    start = row["rule_start"] or row["due_at"]
+    found = rules.expand(row["recurrence"], row["timezone"], start, max(row["due_at"], now))
+    expanded = {"occurrences": found.times, "occurrences_after": found.after, "occurrences_complete": found.complete}
+    flight(
+        _STORE_OCCURRENCES(
+            user_id=caller.user_id, id=task, recurrence=row["recurrence"], timezone=row["timezone"], rule_start=row["rule_start"], **expanded
+        ),
+        user_id=caller.user_id,
+    )
 
 
 def replace_task(*, caller: Caller, task_id: str, data: TaskCreate, if_match: int | None = None) -> TaskPublic:
     """PUT: every writable field; one not sent goes back to its default."""
+    _check_rule(data)
     return TaskPublic.of(_write(caller, task_id, data.model_dump(), if_match=if_match).value)
 
 

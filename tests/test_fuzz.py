@@ -369,6 +369,22 @@ def _not_your_category(failure: str, case: Any, response: Any) -> bool:
     )
 
 
+# Rules the contract gives that a JSON Schema cannot say: the RRULE grammar and what each
+# part may hold, the tz database's list of zone names, and the rules across two fields
+# (`recurrence` needs `due_at`; `remind_at` not after `due_at`; in a PATCH, with the stored task).
+_RULE_FIELDS = {("body", "recurrence"), ("body", "timezone"), ("body", "remind_at")}
+
+
+def _recurrence_rule(failure: str, case: Any, response: Any) -> bool:
+    errors = _problem(response).get("errors") or []
+    return (
+        failure == "RejectedPositiveData"
+        and response.status_code == 422
+        and len(errors) >= 1
+        and all(tuple(error.get("loc") or ()) in _RULE_FIELDS for error in errors)
+    )
+
+
 def _restored_from_trash(failure: str, case: Any, response: Any) -> bool:
     """DELETE moves a task to the trash and restore brings it back (a route schemathesis does
     not know re-creates it): a task restored since its last DELETE is there again."""
@@ -393,6 +409,7 @@ def _gateway_unknown_method(failure: str, case: Any, response: Any) -> bool:
 _ACCEPTED = {
     "opaque cursor not issued by the server: 400": _opaque_cursor,
     "category_id not one of the caller's: 422": _not_your_category,
+    "recurrence, timezone or remind_at breaks a rule the schema cannot say: 422": _recurrence_rule,
     "method no route has: the gateway's 404": _gateway_unknown_method,
     "task read after DELETE, restored from the trash since": _restored_from_trash,
 }

@@ -47,8 +47,15 @@ def test_each_route_documents_the_statuses_the_contract_gives_it():
     task = build_openapi()["components"]["schemas"]["TaskPublic"]
     assert set(task["required"]) == {
         "id", "title", "description", "completed", "completed_at", "priority", "due_at", "category_id", "tags",
-        "created_at", "updated_at", "version",
+        "created_at", "updated_at", "version", "recurrence", "timezone", "series_id", "remind_at",
     }
+
+
+def test_the_recurrence_fields_are_described_with_an_example():
+    create = build_openapi()["components"]["schemas"]["TaskCreate"]["properties"]
+    for name in ("recurrence", "timezone", "remind_at"):
+        described = create[name]
+        assert described.get("description") and described.get("examples"), (name, described)
 
 
 def test_request_schemas_forbid_unknown_fields():

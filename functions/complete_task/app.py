@@ -4,7 +4,7 @@ from fastapi import Body, Response
 
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, IdempotencyDep, IfMatch, TaskId, UserId, mark_replayed, set_etag
+from shared.http.deps import CallerDep, IdempotencyDep, IfMatch, TaskId, UserId, mark_replayed, set_task_headers
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import CompleteRequest, TaskPublic
@@ -32,7 +32,7 @@ def complete_task(
     outcome = tasks.complete_task(caller=caller, task_id=task_id, completed=completed, if_match=if_match, idempotency=idempotency)
     task = outcome.value
     mark_replayed(response, outcome)
-    set_etag(response, task.version)
+    set_task_headers(response, task, caller)
     return task
 
 

@@ -4,7 +4,7 @@ from fastapi import Request, Response
 
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, IdempotencyDep, UserId, mark_replayed, set_etag
+from shared.http.deps import CallerDep, IdempotencyDep, UserId, mark_replayed, set_task_headers
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import TaskCreate, TaskPublic
@@ -27,7 +27,7 @@ def create_task(
     task = outcome.value
     mark_replayed(response, outcome)
     response.headers["Location"] = f"{request.url.path}/{task.id}"
-    set_etag(response, task.version)
+    set_task_headers(response, task, caller)
     return task
 
 

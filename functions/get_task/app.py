@@ -4,7 +4,7 @@ from fastapi import Response
 
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, TaskId, UserId, set_etag
+from shared.http.deps import CallerDep, TaskId, UserId, set_task_headers
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import TaskPublic
@@ -21,7 +21,7 @@ app = create_app("GetTask")
 )
 def get_task(user_id: UserId, task_id: TaskId, caller: CallerDep, response: Response) -> TaskPublic:
     task = tasks.get_task(caller=caller, task_id=task_id)
-    set_etag(response, task.version)
+    set_task_headers(response, task, caller)
     return task
 
 

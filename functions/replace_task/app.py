@@ -4,7 +4,7 @@ from fastapi import Response
 
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, IfMatch, TaskId, UserId, set_etag
+from shared.http.deps import CallerDep, IfMatch, TaskId, UserId, set_task_headers
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import TaskCreate, TaskPublic
@@ -23,7 +23,7 @@ def replace_task(
     user_id: UserId, task_id: TaskId, data: TaskCreate, caller: CallerDep, if_match: IfMatch, response: Response
 ) -> TaskPublic:
     task = tasks.replace_task(caller=caller, task_id=task_id, data=data, if_match=if_match)
-    set_etag(response, task.version)
+    set_task_headers(response, task, caller)
     return task
 
 

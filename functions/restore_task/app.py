@@ -4,7 +4,7 @@ from fastapi import Response
 
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, IdempotencyDep, TaskId, UserId, mark_replayed, set_etag
+from shared.http.deps import CallerDep, IdempotencyDep, TaskId, UserId, mark_replayed, set_task_headers
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
 from shared.models import TaskPublic
@@ -25,7 +25,7 @@ def restore_task(
     outcome = tasks.restore_task(caller=caller, task_id=task_id, idempotency=idempotency)
     task = outcome.value
     mark_replayed(response, outcome)
-    set_etag(response, task.version)
+    set_task_headers(response, task, caller)
     return task
 
 

@@ -6,6 +6,7 @@ plain `def` dependency in a worker thread, a thread hop per dependency and reque
 
 import re
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, Header, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shared.auth import Caller, caller_from_event
 from shared.errors import BadRequest, InvalidField
 from shared.idempotency import IdempotencyKey, Outcome
+from shared.models import TaskPublic
 
 # Documents the bearer scheme; the token itself was checked by the gateway's authorizer.
 _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT from the configured issuer")
@@ -84,3 +86,10 @@ Cursor = Annotated[str | None, Query(max_length=1024, description="The previous 
 
 def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
+
+
+def set_task_headers(response: Response, task: TaskPublic, caller: Caller) -> None:
+    """A task's ETag, and `Link: <...>; rel="next"` to its successor when it has one."""
+    set_etag(response, task.version)
+    if task.successor_id is not None:
+        response.headers["Link"] = f'</api/{quote(caller.user_id, safe="")}/tasks/{task.successor_id}>; rel="next"'

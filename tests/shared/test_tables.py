@@ -7,7 +7,7 @@ import pytest
 from shared.models import Category, Task, User
 
 # Columns the database computes (generated) and the models need not carry.
-GENERATED = {"search_text", "due_key_asc", "due_key_desc", "title_key", "name_key"}
+GENERATED = {"search_text", "due_key_asc", "due_key_desc", "title_key", "name_key", "series_id"}
 
 
 @pytest.mark.parametrize("model", [User, Category, Task], ids=lambda m: m.__tablename__)
