@@ -45,6 +45,12 @@ class Settings(_FromEnvironment):
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     # Signs list cursors; when unset a key is derived from the database URL.
     cursor_secret: SecretStr | None = None
+    # The EventBridge bus the scheduled publishers put events on (shared/events.py); unset
+    # locally: the events go to the log (and, from the tools, to .local/events.jsonl).
+    event_bus_name: str | None = None
+    # A reminder found more than this many hours after its remind_at is marked sent
+    # without an event (shared/reminders.py): a long outage does not flood the users.
+    reminder_max_late_hours: int = Field(default=24, ge=1)
 
 
 class ServiceNames(_FromEnvironment):

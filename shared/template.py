@@ -61,6 +61,9 @@ class Function:
     routes: tuple[Route, ...]
     schedules: tuple[str, ...]  # logical ids of Schedule/ScheduleV2 events
     timeout: float = DEFAULT_TIMEOUT_SECONDS  # seconds: its own `Timeout`, else Globals'
+    # Each schedule's expression (`rate(...)`/`cron(...)`), in the order of `schedules`:
+    # a `!Ref` to a parameter is that parameter's default (what `todo-api serve` runs).
+    schedule_expressions: tuple[str, ...] = ()
 
     @property
     def module_path(self) -> Path:
@@ -96,7 +99,7 @@ def functions(path: Path = TEMPLATE_PATH) -> dict[str, Function]:
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource.get("Properties", {})
-        routes, schedules = [], []
+        routes, schedules, expressions = [], [], []
         for event_id, event in (props.get("Events") or {}).items():
             event_props = event.get("Properties") or {}
             if event.get("Type") == "HttpApi":
@@ -104,6 +107,7 @@ def functions(path: Path = TEMPLATE_PATH) -> dict[str, Function]:
                 routes.append(Route(event_props["Method"].upper(), event_props["Path"], public=authorizer == "NONE"))
             elif event.get("Type") in ("Schedule", "ScheduleV2"):
                 schedules.append(event_id)
+                expressions.append(_default_value(template, event_props.get("Schedule") or event_props.get("ScheduleExpression")))
         timeout = props.get("Timeout", default_timeout)
         found[logical_id] = Function(
             logical_id=logical_id,
@@ -112,8 +116,21 @@ def functions(path: Path = TEMPLATE_PATH) -> dict[str, Function]:
             routes=tuple(routes),
             schedules=tuple(schedules),
             timeout=float(timeout) if isinstance(timeout, (int, float, str)) else DEFAULT_TIMEOUT_SECONDS,
+            schedule_expressions=tuple(expressions),
         )
     return found
+
+
+def _default_value(template: dict[str, Any], value: Any) -> str:
+    """A property's value as written, a `Ref` to a parameter being that parameter's default."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        parameter = (template.get("Parameters") or {}).get(value["Ref"]) or {}
+        if "Default" not in parameter:
+            raise ValueError(f"the schedule refers to {value['Ref']!r}, which has no default")
+        return str(parameter["Default"])
+    if not isinstance(value, str):
+        raise ValueError(f"a schedule expression this reader does not know: {value!r}")
+    return value
 
 
 def http_routes(path: Path = TEMPLATE_PATH) -> list[tuple[Route, Function]]:

@@ -57,6 +57,8 @@ COMMON_PARAMETERS = {
     "JwtIssuer": "https://issuer.example.test/",
     "JwtAudience": "todo-api-clients",
     "CleanupSchedule": "rate(6 hours)",
+    "ReminderSchedule": "rate(5 minutes)",
+    "ReminderMaxLateHours": "6",
     "TrashRetentionDays": "7",
     "IdempotencyTtlHours": "48",
     "LogLevel": "WARNING",
@@ -212,6 +214,7 @@ class Deployment:
     roles: dict[str, dict[str, Any]]  # function logical id -> role, inline and attached policies
     invoke_statements: dict[str, list[dict[str, Any]]]  # function logical id -> resource policy statements
     rules: list[dict[str, Any]]  # EventBridge rules, each with its "Targets"
+    event_buses: list[dict[str, Any]]  # list_event_buses (the default bus included)
     layers: list[dict[str, Any]]  # list_layers, each with its "Versions"
 
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
@@ -294,6 +297,7 @@ def _deploy(setup: str) -> Deployment:
                 {**rule, "Targets": events.list_targets_by_rule(Rule=rule["Name"])["Targets"]}
                 for rule in events.list_rules()["Rules"]
             ]
+            event_buses = events.list_event_buses()["EventBuses"]
             layers = [
                 {**layer, "Versions": lambda_.list_layer_versions(LayerName=layer["LayerName"])["LayerVersions"]}
                 for layer in lambda_.list_layers()["Layers"]
@@ -310,6 +314,7 @@ def _deploy(setup: str) -> Deployment:
         roles=roles,
         invoke_statements=invoke_statements,
         rules=rules,
+        event_buses=event_buses,
         layers=layers,
     )
 
@@ -354,6 +359,18 @@ def _http_api(deployment: Deployment) -> tuple[str, dict[str, Any]]:
 
 
 SETUP_IDS = ["url", "secret", "parameter"]
+BUS_NAME = f"{STACK}-events"
+BUS_ARN = f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:event-bus/{BUS_NAME}"
+
+
+def publishers() -> set[str]:
+    """The functions the template tells where the bus is: those that publish."""
+    resources = load_template()["Resources"]
+    return {
+        logical_id
+        for logical_id in functions()
+        if "EVENT_BUS_NAME" in ((resources[logical_id]["Properties"].get("Environment") or {}).get("Variables") or {})
+    }
 
 # -- functions --------------------------------------------------------------------------
 
@@ -451,8 +468,14 @@ def test_each_role_holds_only_what_its_function_needs(deployed, setup):
 
         grants = _grants(role)
         assert all(effect == "Allow" for effect, _, _ in grants), (logical_id, grants)
+        # A publisher may put events on the API's bus, and on nothing else; no other function may.
+        publishing = ("Allow", "events:PutEvents", BUS_ARN)
+        if logical_id in publishers():
+            assert publishing in grants, (logical_id, grants)
+            grants = [grant for grant in grants if grant != publishing]
+        assert not [grant for grant in grants if grant[1].startswith("events:")], (logical_id, grants)
         if setup == "url":
-            assert role["inline"] == {}, (logical_id, role["inline"])
+            assert grants == [], (logical_id, role["inline"])
         elif setup == "secret":
             assert grants == [("Allow", "secretsmanager:GetSecretValue", SECRET_ARN)], (logical_id, grants)
         else:
@@ -509,7 +532,46 @@ def test_the_schedule_invokes_its_function_with_the_parameters_expression(deploy
         from_events = [s for s in deployment.invoke_statements[logical_id] if s["Principal"] == {"Service": "events.amazonaws.com"}]
         assert sorted(s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in from_events) == sorted(r["Arn"] for r in rules)
         assert all(_as_list(s["Action"]) == ["lambda:InvokeFunction"] for s in from_events)
-    assert deployment.parameters["CleanupSchedule"] in {rule["ScheduleExpression"] for rule in deployment.rules}
+    expressions = {rule["ScheduleExpression"] for rule in deployment.rules}
+    assert {deployment.parameters["CleanupSchedule"], deployment.parameters["ReminderSchedule"]} <= expressions
+    reminders = [rule for rule in deployment.rules if [t["Arn"] for t in rule["Targets"]] == [deployment.function_arn("Reminders")]]
+    assert [(rule["ScheduleExpression"], rule["State"]) for rule in reminders] == [("rate(5 minutes)", "ENABLED")]
+
+
+def test_the_api_has_its_own_bus_and_only_the_publishers_are_told_its_name(deployed):
+    deployment = deployed("url")
+    buses = deployment.resources_of_type("AWS::Events::EventBus")
+    assert list(buses) == ["EventBus"], buses
+    assert {bus["Name"]: bus["Arn"] for bus in deployment.event_buses}.get(BUS_NAME) == BUS_ARN, deployment.event_buses
+    assert publishers() == {"Reminders"}
+    for logical_id, configuration in deployment.configurations.items():
+        variables = configuration["Environment"]["Variables"]
+        if logical_id in publishers():
+            assert variables["EVENT_BUS_NAME"] == BUS_NAME, (logical_id, variables)
+        else:
+            assert "EVENT_BUS_NAME" not in variables, logical_id
+    reminders = deployment.configurations["Reminders"]
+    assert str(reminders["Environment"]["Variables"]["REMINDER_MAX_LATE_HOURS"]) == COMMON_PARAMETERS["ReminderMaxLateHours"]
+    assert reminders["Timeout"] == 60
+
+
+def test_put_events_is_granted_on_the_bus_alone_in_the_translated_policy(deployed):
+    """The policy as sam-translator wrote it (before moto): one statement, one action, the
+    bus's ARN, for every setup."""
+    for setup in SETUP_IDS:
+        deployment = deployed(setup)
+        resources = resolve_conditions(deployment.template, deployment.parameters)["Resources"]
+        for logical_id in publishers():
+            role_id = resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+            statements = [
+                statement
+                for policy in resources[role_id]["Properties"].get("Policies", [])
+                for statement in _statements(policy["PolicyDocument"])
+                if any(str(action).startswith("events:") for action in _as_list(statement["Action"]))
+            ]
+            assert statements == [
+                {"Effect": "Allow", "Action": "events:PutEvents", "Resource": {"Fn::GetAtt": ["EventBus", "Arn"]}}
+            ], (setup, logical_id, statements)
 
 
 def test_each_function_may_be_invoked_only_by_its_own_triggers(deployed):
