@@ -1,4 +1,4 @@
-"""`todo-api`: migrate, invoke, openapi, serve, token, cleanup.
+"""`todo-api`: migrate, invoke, openapi, serve, token, cleanup, reminders.
 
 Development and operations tooling; no Lambda function imports it.
 """
@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("cleanup", help="one cleanup run at DATABASE_URL, no time limit; prints what it deleted")
 
+    commands.add_parser(
+        "reminders",
+        help="one pass of the reminders at DATABASE_URL; events to EVENT_BUS_NAME, else the log and <local dir>/events.jsonl",
+    )
+
     serve_cmd = commands.add_parser("serve", help="the local gateway: every HttpApi route, the JWT authorizer emulated")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
@@ -79,6 +84,21 @@ def main(argv: list[str] | None = None) -> int:
 
             try:
                 result = run_cleanup()
+            finally:
+                metrics.flush_metrics()
+        print(json.dumps(result))
+    elif args.command == "reminders":
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(sys.stderr):  # as for cleanup: only the result on stdout
+            from shared import events
+            from shared.local.settings import local_settings
+            from shared.observability import metrics
+            from shared.reminders import run_reminders
+
+            events.use_local_events_file(local_settings().local_dir / "events.jsonl")  # used only without a bus
+            try:
+                result = run_reminders()
             finally:
                 metrics.flush_metrics()
         print(json.dumps(result))

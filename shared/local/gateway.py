@@ -18,6 +18,10 @@ It also serves `/.well-known/jwks.json` (the local issuer's keys), `/openapi.jso
 Without `DATABASE_URL`, `serve` runs an embedded Postgres with its data in
 `<local dir>/pgdata` and stops it when it stops.
 
+Every scheduled function of the template (Cleanup, Reminders) runs on its own schedule in
+the background (scheduler.py) and stops with `serve`; without `EVENT_BUS_NAME` the events
+they publish go to the log and to `<local dir>/events.jsonl`.
+
 Development tooling only: no Lambda function imports this module.
 """
 
@@ -406,13 +410,15 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
-def _banner(url: str, database: str, authorizer_line: str, token: str | None) -> str:
+def _banner(url: str, database: str, authorizer_line: str, token: str | None, scheduled: str = "") -> str:
     lines = [
         "",
         f"Task API, local gateway: {url}   (docs: {url}/docs)",
         f"  database:   {database}",
         f"  authorizer: {authorizer_line}",
     ]
+    if scheduled:
+        lines.append(f"  scheduled:  {scheduled}")
     if token is not None:
         bearer = shlex.quote(f"Authorization: Bearer {token}")
         lines += [
@@ -438,11 +444,12 @@ def serve(
 ) -> int:
     import uvicorn
 
-    from shared import db
+    from shared import db, events
     from shared.local import keys
     from shared.local.authorizer import AuthorizerConfig
     from shared.local.embedded_postgres import EmbeddedPostgres
     from shared.local.migrate import migrate
+    from shared.local.scheduler import Scheduler, template_jobs
     from shared.local.settings import local_settings
     from shared.settings import Settings, get_settings, use_settings
 
@@ -458,6 +465,7 @@ def serve(
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
     postgres: EmbeddedPostgres | None = None
     gateway: Gateway | None = None
+    scheduler: Scheduler | None = None
     started = time.monotonic()
     try:
         given = get_settings().database_url
@@ -487,7 +495,13 @@ def serve(
         else:
             authorizer_line = f"issuer {config.issuer!r}, audience {config.audience[0]!r}, JWKS {config.jwks_url or 'by OIDC discovery'}"
             token = None
-        print(_banner(url, database, authorizer_line, token), flush=True)
+        bus = get_settings().event_bus_name
+        events_file = keys.local_dir() / "events.jsonl"
+        events.use_local_events_file(events_file)  # used only without EVENT_BUS_NAME
+        scheduler = Scheduler(template_jobs()).start()
+        scheduled = ", ".join(job.name for job in scheduler.jobs)
+        scheduled += f"; events to EventBridge bus {bus!r}" if bus else f"; events to the log and {events_file}"
+        print(_banner(url, database, authorizer_line, token, scheduled), flush=True)
         serve_log.info("ready in %.1f s", time.monotonic() - started)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -509,6 +523,8 @@ def serve(
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the cleanup short
         sock.close()
+        if scheduler is not None:
+            scheduler.stop()  # a run in progress finishes first (its batch commits or rolls back)
         if gateway is not None:
             gateway.close()
         if postgres is not None:
