@@ -587,21 +587,29 @@ def plan_verdict(case: Case) -> tuple[bool, str]:
     )
 
 
+def _buffers(node: dict[str, Any]) -> int:
+    """Shared buffers a node touched (hit or read), its children included."""
+    return node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
+
+
 def plan_summary(case: Case) -> str:
     root = case.plan["Plan"]
     nodes = list(_nodes(root))
     removed = sum(n.get("Rows Removed by Filter", 0) for n in nodes)
-    buffers = root.get("Shared Hit Blocks", 0) + root.get("Shared Read Blocks", 0)
+    buffers = _buffers(root)
     scan = next((n for n in nodes if "Index Cond" in n), None)
     condition = f"; Index Cond: {scan['Index Cond']}" if scan is not None and not case.spec.search else ""
     inner = ""
     if case.inner_plan:
         inner_root = case.inner_plan["Plan"]
+        index = sum(_buffers(n) for n in _nodes(inner_root) if n["Node Type"] == "Bitmap Index Scan")
         inner = (
-            f"; inside: {_shape(inner_root)}, {inner_root.get('Actual Rows', 0):,} ids,"
-            f" {inner_root.get('Shared Hit Blocks', 0) + inner_root.get('Shared Read Blocks', 0)} buffers,"
-            f" {case.inner_plan['Execution Time']:.3f} ms"
+            f"; inside: {_shape(inner_root)}, {inner_root.get('Actual Rows', 0):,} ids, {_buffers(inner_root)} buffers"
+            f" (index {index}, heap {_buffers(inner_root) - index}), {case.inner_plan['Execution Time']:.3f} ms"
         )
+    if case.spec.search:
+        lookups = sum(_buffers(n) for n in nodes if n.get("Index Name") == "tasks_pkey")
+        condition = f"; of which tasks_pkey lookups {lookups}" if lookups else ""
     ok, verdict = plan_verdict(case)
     return (
         f"[{'ok' if ok else 'NOT AS INTENDED'}] {verdict}\n{'':20} {_shape(root)}; {buffers} buffers;"
