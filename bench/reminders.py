@@ -118,7 +118,7 @@ def seed(db: Scratch, due: int, tasks: int, users: int) -> float:
             INSERT INTO tasks (id, user_id, title, created_at, updated_at, remind_at, reminded_at, completed, completed_at, deleted_at)
             SELECT gen_random_uuid(), 'bench-user-' || (1 + i % :users), 'task ' || i, now() - interval '30 days', now() - interval '30 days',
                    CASE WHEN due OR kind IN (0, 2, 3) THEN now() - random() * interval '12 hours'
-                        WHEN kind = 1 THEN now() + random() * interval '30 days' END,
+                        WHEN kind = 1 THEN now() + interval '1 day' + random() * interval '30 days' END,
                    CASE WHEN NOT due AND kind = 0 THEN now() - interval '2 days' END,
                    NOT due AND kind = 2,
                    CASE WHEN NOT due AND kind = 2 THEN now() END,
