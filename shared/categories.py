@@ -9,11 +9,10 @@ from datetime import datetime, timezone
 from shared.auth import Caller
 from shared.db import QueryFailed, Sql, flight
 from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.idempotency import IdempotencyKey, Outcome, key_params, remember_sql, run_once
+from shared.idempotency import IdempotencyKey, Outcome, key_params, remember_sql
 from shared.models import CategoryCreate, CategoryPage, CategoryPublic, CategoryUpdate
 from shared.pagination import decode_cursor
-from shared.records import Field, checked_outcome, page_of, parse_id, versioned_write, write_values
-from shared.users import ensure_user
+from shared.records import Field, checked_outcome, created_once, fetched, page_of, parse_id, versioned_write, write_values
 
 _UNIQUE_NAME = "uq_categories_user_lower_name"
 _COLUMNS = "id, name, color, created_at, updated_at, version"
@@ -78,24 +77,13 @@ def create_category(
     *, caller: Caller, data: CategoryCreate, idempotency: IdempotencyKey | None = None
 ) -> Outcome[CategoryPublic]:
     insert = _CREATE(id=uuid.uuid4(), user_id=caller.user_id, now=_now(), **data.model_dump(), **key_params(idempotency))
-    try:
-        return run_once(
-            user_id=caller.user_id,
-            idempotency=idempotency,
-            queries=[ensure_user(caller), insert],
-            read=lambda results: CategoryPublic.of(results[1].rows[0]),
-            model=CategoryPublic,
-        )
-    except QueryFailed as failed:
-        _unique_name(failed, data.name)
-        raise
+    return created_once(
+        caller=caller, insert=insert, idempotency=idempotency, model=CategoryPublic, refused=lambda failed: _unique_name(failed, data.name)
+    )
 
 
 def get_category(*, caller: Caller, category_id: str) -> CategoryPublic:
-    (result,) = flight(_GET(user_id=caller.user_id, id=parse_id(category_id, "category")), user_id=caller.user_id)
-    if result.first() is None:
-        raise NotFound("No such category.")
-    return CategoryPublic.of(result.rows[0])
+    return CategoryPublic.of(fetched(_GET(user_id=caller.user_id, id=parse_id(category_id, "category")), caller=caller, what="category"))
 
 
 def update_category(*, caller: Caller, category_id: str, data: CategoryUpdate, if_match: int | None = None) -> CategoryPublic:

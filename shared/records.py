@@ -19,8 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.auth import Caller
+from shared.db import Query, QueryFailed, flight
 from shared.errors import NotFound, PreconditionFailed
+from shared.idempotency import IdempotencyKey, Outcome, run_once
 from shared.pagination import encode_cursor
+from shared.users import ensure_user
 
 
 @dataclass(frozen=True)
@@ -99,3 +103,31 @@ def page_of(
     """A page of `limit` rows (the query asked for one more) and the cursor after it, if any."""
     page, more = rows[:limit], len(rows) > limit
     return page, encode_cursor(position(page[-1]), binding) if more else None
+
+
+def created_once(
+    *, caller: Caller, insert: Query, idempotency: IdempotencyKey | None, model: Any, refused: Callable[[QueryFailed], None]
+) -> Outcome[Any]:
+    """A create: the caller's user row and the insert (whose statement remembers the key) in
+    one flight, once per Idempotency-Key; `refused` turns a broken constraint into the 4xx."""
+    try:
+        return run_once(
+            user_id=caller.user_id,
+            idempotency=idempotency,
+            queries=[ensure_user(caller), insert],
+            read=lambda results: model.of(results[1].rows[0]),
+            model=model,
+            stored_as=model.of,
+        )
+    except QueryFailed as failed:
+        refused(failed)
+        raise
+
+
+def fetched(query: Query, *, caller: Caller, what: str) -> Mapping[str, Any]:
+    """The one row `query` finds for the caller, or 404."""
+    (result,) = flight(query, user_id=caller.user_id)
+    row = result.first()
+    if row is None:
+        raise NotFound(f"No such {what}.")
+    return row

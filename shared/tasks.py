@@ -13,13 +13,12 @@ from typing import Any
 from shared import recurrence as rules
 from shared.auth import Caller
 from shared.db import QueryFailed, Result, Sql, flight
-from shared.errors import InvalidField, NotFound
+from shared.errors import InvalidField
 from shared.idempotency import IdempotencyKey, Outcome, key_params, remember_sql, run_once
 from shared.models import Priority, TaskCreate, TaskPage, TaskPublic, TaskUpdate, TrashedTaskPublic, TrashPage
 from shared.pagination import decode_cursor
-from shared.records import Field, checked_outcome, page_of, parse_id, succeeded, versioned_write, write_values
+from shared.records import Field, checked_outcome, created_once, fetched, page_of, parse_id, succeeded, versioned_write, write_values
 from shared.task_listing import COLUMNS, SortName, TaskFilters, page_query
-from shared.users import ensure_user
 
 _CREATE = Sql(
     f"""
@@ -176,25 +175,11 @@ def create_task(*, caller: Caller, data: TaskCreate, idempotency: IdempotencyKey
     now, values = _now(), _storage(data.model_dump())
     occurrences = _expanded(data.recurrence, data.timezone, data.due_at, now)
     insert = _CREATE(id=uuid.uuid4(), user_id=caller.user_id, now=now, **values, **occurrences, **key_params(idempotency))
-    try:
-        return run_once(
-            user_id=caller.user_id,
-            idempotency=idempotency,
-            queries=[ensure_user(caller), insert],
-            read=lambda results: TaskPublic.of(results[1].rows[0]),
-            model=TaskPublic,
-            stored_as=TaskPublic.of,
-        )
-    except QueryFailed as failed:
-        _refused(failed)
-        raise
+    return created_once(caller=caller, insert=insert, idempotency=idempotency, model=TaskPublic, refused=_refused)
 
 
 def get_task(*, caller: Caller, task_id: str) -> TaskPublic:
-    (result,) = flight(_GET(user_id=caller.user_id, id=parse_id(task_id, "task")), user_id=caller.user_id)
-    if result.first() is None:
-        raise NotFound("No such task.")
-    return TaskPublic.of(result.rows[0])
+    return TaskPublic.of(fetched(_GET(user_id=caller.user_id, id=parse_id(task_id, "task")), caller=caller, what="task"))
 
 
 def _write(
