@@ -291,7 +291,10 @@ def test_built_function_answers(function: Function, route: Route, tmp_path: Path
 @pytest.mark.parametrize("function", _scheduled_cases())
 def test_built_scheduled_function_runs(function: Function, database_url: str, sql: Any, tmp_path: Path) -> None:
     """Runs for real on the test run's own migrated database (never on `postgres`)."""
-    assert function.logical_id == "Cleanup", f"{function.logical_id}: a new scheduled function needs its own case here"
+    assert function.logical_id in ("Cleanup", "Reminders"), f"{function.logical_id}: a new scheduled function needs its own case here"
+    if function.logical_id == "Reminders":
+        _built_reminders_run(function, sql, tmp_path, database_url)
+        return
     user = f"sam-build-{uuid.uuid4().hex[:8]}"
     sql.run("INSERT INTO users (id) VALUES (:user)", user=user)
     sql.run(
@@ -315,4 +318,23 @@ def test_built_scheduled_function_runs(function: Function, database_url: str, sq
     assert response["tasks_deleted"] >= 1 and response["idempotency_keys_deleted"] >= 1 and response["finished"] is True
     assert sql.run("SELECT id FROM tasks WHERE user_id = :user", user=user) == [[live]]
     assert sql.run("SELECT count(*) FROM idempotency_keys WHERE user_id = :user", user=user) == [[0]]
+    assert_imports_only_from_build(result, BUILD_DIR / function.logical_id)
+
+
+def _built_reminders_run(function: Function, sql: Any, tmp_path: Path, database_url: str) -> None:
+    """A reminder due a minute ago is sent once (no bus configured: to the log) and marked."""
+    user = f"sam-build-{uuid.uuid4().hex[:8]}"
+    sql.run("INSERT INTO users (id) VALUES (:user)", user=user)
+    task = sql.run(
+        "INSERT INTO tasks (id, user_id, title, due_at, remind_at) VALUES (gen_random_uuid(), :user, 'call', "
+        "now() + interval '1 hour', now() - interval '1 minute') RETURNING id",
+        user=user,
+    )[0][0]
+    event = json.loads((REPO_ROOT / "events" / "Reminders.json").read_text())
+
+    result = invoke_built(function, event, database_url, tmp_path)
+
+    response = result["response"]
+    assert set(response) == {"sent", "skipped_late", "finished"} and response["sent"] >= 1, response
+    assert sql.run("SELECT reminded_at IS NOT NULL FROM tasks WHERE id = :id", id=task) == [[True]]
     assert_imports_only_from_build(result, BUILD_DIR / function.logical_id)
