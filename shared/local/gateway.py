@@ -13,7 +13,8 @@ For every request, as AWS does it:
 CORS follows the template's CorsConfiguration with `CORS_ALLOW_ORIGINS` as its origins
 (empty: off): the gateway answers preflight `OPTIONS` itself and sets the CORS headers.
 It also serves `/.well-known/jwks.json` (the local issuer's keys), `/openapi.json` and
-`/docs` (Swagger UI).
+`/docs` (Swagger UI, its assets under `/docs/` from the `swagger-ui-py` package: no CDN,
+so it works offline).
 
 Without `DATABASE_URL`, `serve` runs an embedded Postgres with its data in
 `<local dir>/pgdata` and stops it when it stops.
@@ -56,6 +57,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit: an HTTP API refuses larger payloads
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"}
 _JSON = [("content-type", "application/json")]
+# The Swagger UI files /docs loads, served from the swagger-ui-py package (swagger_ui/static).
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
 
 
 # -- CORS ---------------------------------------------------------------------------------
@@ -352,9 +359,18 @@ class Gateway:
             html = get_swagger_ui_html(
                 openapi_url="/openapi.json",
                 title="Task API (local) - Swagger UI",
+                swagger_js_url="/docs/swagger-ui-bundle.js",
+                swagger_css_url="/docs/swagger-ui.css",
+                swagger_favicon_url="/docs/favicon-32x32.png",
                 swagger_ui_parameters={"persistAuthorization": True},
             )
             return _Reply(200, [("content-type", "text/html; charset=utf-8")], bytes(html.body))
+        name = path.removeprefix("/docs/")
+        if name in _DOCS_ASSETS:
+            from importlib.resources import files
+
+            body = (files("swagger_ui") / "static" / name).read_bytes()
+            return _Reply(200, [("content-type", _DOCS_ASSETS[name]), ("cache-control", "max-age=3600")], body)
         return None
 
     def openapi(self) -> dict[str, Any]:
