@@ -33,6 +33,31 @@ def invoke(logical_id: str, event: dict[str, Any]) -> Any:
         return handler(event, FakeLambdaContext(logical_id))
 
 
+def _run_job(job: str) -> Any:
+    """One run of a scheduled job (`cleanup` or `reminders`) at DATABASE_URL, no time limit.
+
+    Imported under the redirect: the logger binds the stream it writes to (stderr here), and
+    metrics print to stdout; only the result, printed by the caller, goes there.
+    """
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(sys.stderr):
+        from shared.observability import metrics
+
+        if job == "cleanup":
+            from shared.cleanup import run_cleanup as run
+        else:
+            from shared import events
+            from shared.local.settings import local_settings
+            from shared.reminders import run_reminders as run
+
+            events.use_local_events_file(local_settings().local_dir / "events.jsonl")  # used only without a bus
+        try:
+            return run()
+        finally:
+            metrics.flush_metrics()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="todo-api", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,35 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print("database is at the latest schema", file=sys.stderr)
     elif args.command == "invoke":
         print(json.dumps(invoke(args.function, json.loads(args.event.read_text())), indent=2))
-    elif args.command == "cleanup":
-        from contextlib import redirect_stdout
-
-        # Imported under the redirect: the logger binds the stream it writes to (stderr here),
-        # and metrics print to stdout; only the result goes there.
-        with redirect_stdout(sys.stderr):
-            from shared.cleanup import run_cleanup
-            from shared.observability import metrics
-
-            try:
-                result = run_cleanup()
-            finally:
-                metrics.flush_metrics()
-        print(json.dumps(result))
-    elif args.command == "reminders":
-        from contextlib import redirect_stdout
-
-        with redirect_stdout(sys.stderr):  # as for cleanup: only the result on stdout
-            from shared import events
-            from shared.local.settings import local_settings
-            from shared.observability import metrics
-            from shared.reminders import run_reminders
-
-            events.use_local_events_file(local_settings().local_dir / "events.jsonl")  # used only without a bus
-            try:
-                result = run_reminders()
-            finally:
-                metrics.flush_metrics()
-        print(json.dumps(result))
+    elif args.command in ("cleanup", "reminders"):
+        print(json.dumps(_run_job(args.command)))
     elif args.command == "openapi":
         from shared.openapi import build_openapi
 
