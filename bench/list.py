@@ -9,7 +9,8 @@ Issues 4 and 11. What it does, in order:
    throwaway embedded Postgres), migrates it with the project's own `migrate()`, and drops
    it at the end, also on Ctrl-C, SIGTERM or an error (bench/_support.py).
 2. Grows ONE table in steps: the benchmark user's tasks to 1k, measure, to 100k, measure,
-   to 1M, measure; plus 10% as many tasks of 100 other users (owner filtering matters).
+   to 1M, measure; plus 10% as many tasks of 100 other users (owner filtering matters;
+   at least the 39,000 among which the control's tasks lie, see 3).
    Rows are made in SQL (`INSERT ... SELECT ... FROM generate_series`, 100k a statement)
    into the table with all of its indexes, with ties everywhere a real list has them: two-
    or three-word titles from a 40-word list in three casings (lower(title) ties, ~17.6k
@@ -17,23 +18,34 @@ Issues 4 and 11. What it does, in order:
    1,096 distinct instants, created_at at minute resolution over a year, updated_at equal
    to it for 40%, 30% completed, 5% in the trash, 30% tagged (`work`, `home`+`urgent`).
    created_at is NOT correlated with the physical row order (the worst case for heap
-   locality). After each step: `VACUUM ANALYZE tasks`, what autovacuum converges to.
-3. The two filters that go through SECURITY DEFINER functions (migration 0005), with values
-   chosen to be selective, as a search or a tag a user actually filters by is. Both are
-   planted when the rows are inserted, so they lie spread over the table's pages (no
-   locality to help the lookups), trashed tasks and other users' tasks included (the
-   functions must filter by owner and by trash), and both are sorted by the default
+   locality). After each step: `VACUUM ANALYZE` of tasks and task_tags, what autovacuum
+   converges to (and what keeps task_tags' scans index-only).
+3. The two filters that cannot be a plain sort index: `q` (ILIKE, through its SECURITY
+   DEFINER function, migration 0005) and `tag` (the `task_tags` side table, migration 0007),
+   with values chosen to be selective, as a search or a tag a user actually filters by is.
+   Each is planted when the rows are inserted, so they lie spread over the table's pages
+   (no locality to help the lookups), trashed tasks and other users' tasks included (the
+   filters must hold to the owner and skip the trash), all sorted by the default
    `-created_at`:
-     q=quokka    a word in none of the titles' vocabulary, in the descriptions of 0.2% of
-                 EVERY user's tasks (1 in 500, as in tests/shared/test_list_plans.py): one
-                 or two of the control's 1,000, ~2 / ~190 / ~1,900 live ones of the big
-                 user at 1k / 100k / 1M. A word's matches grow with the list and `q` reads
-                 all of them (docs/decisions/0007), so this case shows what that costs.
+     q=quokka    a word in none of the titles' vocabulary, in the descriptions of ~200
+                 tasks of each of the two users at every size (planted as the tag is,
+                 below; 0.3% of the other users' tasks). The same answer for both users is
+                 what isolates the cost of a user's size: judged.
      tag=lisbon  a trip's tag on ~300 tasks of each of the two users at every size (at
                  each step the old ones keep it in proportion, the new ones get it with
                  the share that makes up the rest; 0.3% of the other users' tasks), so
                  the big user and the control have the same number of matches and only
                  the table around them grows.
+     q=wombat    another word, in 0.2% of EVERY user's tasks (1 in 500): ~2 of the
+                 control's, ~1,900 live ones of the big user at 1M. Reported, NOT judged:
+                 its 1M answer is ~1,000 times the control's, and `q` reads all of a
+                 search's matches (docs/decisions/0007), so its ratio measures the size of
+                 the answer, which no index makes cost the same, not the size of the table.
+   The control's 1,000 tasks are inserted one in 40 rows among other users' (those rows
+   count as the noise of the first steps), not as a block: a real user's tasks lie one a
+   heap page, written between everyone else's, as the big user's matches do at 1M; a block
+   would put the control's 300 tagged tasks on ~30 pages and hand it a locality no real
+   user has.
 4. For each size and each case, pages of 50: page 1, and the deep page that starts at the
    middle of the list (its cursor is made from the row at OFFSET live/2 of that case's
    order, its sort value rendered by the database, and signed with `list_tasks`'s own
@@ -55,10 +67,10 @@ Issues 4 and 11. What it does, in order:
    plan of every case (`EXPLAIN (ANALYZE, BUFFERS)`) taken AS THE FUNCTION RUNS IT: through
    `shared.db.flight`, role todo_app, app.user_id the case's user, so row-level security
    binds it exactly as it binds ListTasks. Each plan is judged: a sort reads its own index
-   with no Sort node and, past page 1, the cursor's row comparison in the Index Cond; q and
-   tag go through `caller_task_ids_matching` / `caller_task_ids_tagged` (and, inside, the
-   per-user GIN index: the function's body planned as its owner todo_search, with its
-   parameters unknown, as a SQL function plans it). Full plans follow for the slowest
+   with no Sort node and, past page 1, the cursor's row comparison in the Index Cond; q
+   goes through `caller_task_ids_matching` (and, inside, the per-user trigram GIN index:
+   the function's body planned as its owner todo_search, with its parameters unknown, as a
+   SQL function plans it); tag reads `task_tags_pkey` with an index-only scan. Full plans follow for the slowest
    case and for every case that misses a goal.
 
 Handlers log at WARNING (POWERTOOLS_LOG_LEVEL) and their per-call EMF metrics line, which
@@ -100,9 +112,13 @@ NOISE = "user_id LIKE 'bench-noise-%'"
 PAGE = 50
 GOAL = 1.3
 SORTS = ["created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at", "priority", "-priority", "title", "-title"]
-Q_WORD, Q_SHARE = "quokka", 0.002  # of every user's live tasks
+Q_WORD, Q_FIXED = "quokka", 200  # live tasks of the big user and of the control, at every size
+Q_SHARE_WORD, Q_SHARE = "wombat", 0.002  # of every user's tasks: reported, not judged (matches grow)
 TAG, TAGGED = "lisbon", 300  # live tasks of the big user and of the control, at every size
-NOISE_TAG_SHARE = 0.003
+NOISE_TAG_SHARE = NOISE_WORD_SHARE = 0.003
+# The control's tasks are inserted one in SPREAD among other users' rows (more than a heap
+# page holds), so that each lies on its own page as a real user's tasks do: see `grow_to`.
+SPREAD = 40
 SEARCH_SORT = "-created_at"  # the default sort, for q and tag
 
 
@@ -113,6 +129,7 @@ class Spec:
     name: str
     sort: str
     filters: tuple[tuple[str, str], ...] = ()
+    judged: bool = True  # False: printed, kept out of the goals
 
     @property
     def search(self) -> bool:
@@ -122,6 +139,7 @@ class Spec:
 SPECS = [Spec(sort, sort) for sort in SORTS] + [
     Spec(f"q={Q_WORD}", SEARCH_SORT, (("q", Q_WORD),)),
     Spec(f"tag={TAG}", SEARCH_SORT, (("tag", TAG),)),
+    Spec(f"q={Q_SHARE_WORD}", SEARCH_SORT, (("q", Q_SHARE_WORD),), judged=False),
 ]
 BY_NAME = {spec.name: spec for spec in SPECS}
 # Where a page starts, as a fraction of the case's list (None: page 1). `nulls` is in the
@@ -146,8 +164,9 @@ FILTER_SQL = {
     "q": "(title || ' ' || coalesce(description, '')) ILIKE '%' || :q || '%'",
     "tag": "tags @> ARRAY[:tag]::varchar(50)[]",
 }
-FUNCTION = {"q": "caller_task_ids_matching", "tag": "caller_task_ids_tagged"}
-GIN_INDEX = {"q": "ix_tasks_user_search", "tag": "ix_tasks_user_tags"}
+FUNCTION = {"q": "caller_task_ids_matching"}  # q's SECURITY DEFINER function (0005)
+GIN_INDEX = {"q": "ix_tasks_user_search"}  # ... and the index inside it
+TAG_INDEX = "task_tags_pkey"  # tag: the side table's primary key, an index-only scan (0007)
 
 
 def depths(spec: Spec) -> dict[str, float | None]:
@@ -187,7 +206,8 @@ SELECT gen_random_uuid(), owner,
        CASE WHEN r_case < 0.5 THEN w1 WHEN r_case < 0.8 THEN initcap(w1) ELSE upper(w1) END
            || ' ' || w2 || CASE WHEN r_third < 0.25 THEN ' ' || w3 ELSE '' END,
        nullif(concat_ws(' ', CASE WHEN r_desc < 0.2 THEN 'notes about ' || w2 || ' ' || w3 END,
-                        CASE WHEN r_word < :word_share THEN 'saw a ' || '{Q_WORD}' || ' on the way' END), ''),
+                        CASE WHEN r_word < {{word_share}} THEN 'saw a ' || '{Q_WORD}' || ' on the way' END,
+                        CASE WHEN r_word2 < {Q_SHARE} THEN 'a ' || '{Q_SHARE_WORD}' || ' crossed' END), ''),
        r_done < 0.3,
        CASE WHEN r_done < 0.3 THEN created + updated_after END,
        (CASE WHEN r_prio < 0.25 THEN 0 WHEN r_prio < 0.75 THEN 1 ELSE 2 END)::smallint,
@@ -197,7 +217,7 @@ SELECT gen_random_uuid(), owner,
        CASE WHEN r_tag < 0.7 THEN '{{}}'::varchar(50)[]
             WHEN r_tag < 0.9 THEN ARRAY['work']::varchar(50)[]
             ELSE ARRAY['home', 'urgent']::varchar(50)[] END
-           || CASE WHEN r_tagged < :tag_share THEN ARRAY['{TAG}']::varchar(50)[] ELSE '{{}}'::varchar(50)[] END,
+           || CASE WHEN r_tagged < {{tag_share}} THEN ARRAY['{TAG}']::varchar(50)[] ELSE '{{}}'::varchar(50)[] END,
        created,
        created + updated_after,
        CASE WHEN r_trash < 0.05 THEN created + updated_after + interval '1 day' END,
@@ -209,7 +229,7 @@ FROM (
            ({_words(THIRD)})[1 + floor(random() * {len(THIRD)})::int] AS w3,
            random() AS r_case, random() AS r_third, random() AS r_desc, random() AS r_done,
            random() AS r_prio, random() AS r_due, floor(random() * 548)::int AS due_day,
-           random() AS r_due_hour, random() AS r_tag, random() AS r_trash, random() AS r_word, random() AS r_tagged,
+           random() AS r_due_hour, random() AS r_tag, random() AS r_trash, random() AS r_word, random() AS r_word2, random() AS r_tagged,
            timestamptz '2024-01-01 00:00:00+00' + floor(random() * 525600)::int * interval '1 minute' AS created,
            CASE WHEN random() < 0.4 THEN interval '0' ELSE floor(random() * 2592000)::int * interval '1 second' END
                AS updated_after
@@ -218,6 +238,7 @@ FROM (
 ) AS r
 """
 HAS_WORD = f"search_text ILIKE '%{Q_WORD}%'"
+HAS_SHARE_WORD = f"search_text ILIKE '%{Q_SHARE_WORD}%'"
 HAS_TAG = f"tags @> ARRAY['{TAG}']::varchar(50)[]"
 
 
@@ -242,41 +263,65 @@ class Builder:
             m=NOISE_USERS - 1,
         )
 
-    def _insert(self, owner_sql: str, count: int, tag_share: float) -> None:
-        statement = INSERT_SQL.replace("{owner}", owner_sql)
+    def _insert(self, owner_sql: str, count: int, tag_share: str, word_share: str) -> None:
+        """`count` rows of the owner expression; the shares are SQL expressions (of `owner`)."""
+        statement = INSERT_SQL.replace("{owner}", owner_sql).replace("{tag_share}", tag_share)
+        statement = statement.replace("{word_share}", word_share)
         done = 0
         while done < count:
             n = min(self.chunk, count - done)
-            self.sql.run(statement, n=n, word_share=Q_SHARE, tag_share=tag_share)  # autocommit: a transaction per chunk
+            self.sql.run(statement, n=n)  # autocommit: a transaction per chunk
             done += n
 
-    def _keep_tagged(self, share: float) -> None:
-        """Before the user grows from `rows_user` to more: keep `share` of its tagged tasks."""
+    def _keep_planted(self, share: float) -> None:
+        """Before the user grows from `rows_user` to more: keep `share` of its tasks with the
+        tag, and of those with the fixed q word (the others lose it)."""
         owner = f"user_id = {pg8000.native.literal(USER)}"
-        (tagged,), = self.sql.run(f"SELECT count(*) FROM tasks WHERE {owner} AND {HAS_TAG}")
-        self.sql.run(
-            f"UPDATE tasks SET tags = array_remove(tags, '{TAG}'::varchar(50)) WHERE id IN"
-            f" (SELECT id FROM tasks WHERE {owner} AND {HAS_TAG} ORDER BY random() LIMIT :k)",
-            k=tagged - round(tagged * share),
-        )
+        for has, change in (
+            (HAS_TAG, f"tags = array_remove(tags, '{TAG}'::varchar(50))"),
+            (HAS_WORD, f"description = replace(description, 'saw a {Q_WORD} on the way', 'saw nothing on the way')"),
+        ):
+            (found,), = self.sql.run(f"SELECT count(*) FROM tasks WHERE {owner} AND {has}")
+            self.sql.run(
+                f"UPDATE tasks SET {change} WHERE id IN (SELECT id FROM tasks WHERE {owner} AND {has} ORDER BY random() LIMIT :k)",
+                k=found - round(found * share),
+            )
 
     def grow_to(self, size: int) -> None:
-        """The user's tasks to `size`; the tag stays on ~TAGGED of them: some of the old ones
-        keep it, new ones get it at insert time with the share that makes up the rest."""
+        """The user's tasks to `size`; the tag stays on ~TAGGED of them and the q word on
+        ~Q_FIXED: some of the old ones keep it, new ones get it at insert time with the share
+        that makes up the rest.
+
+        The control's 1,000 tasks (first step) are inserted one in SPREAD among other users'
+        rows, not as one block: a real 1k user's tasks were written over months between
+        everyone else's and lie one a page, as the big user's matches do at 1M (a block of
+        1,000 fills ~30 pages, and its 300 tagged tasks would share them). Those other
+        users' rows count towards the noise (which then exceeds 10% until the user passes
+        SPREAD * 10k tasks)."""
         started = time.perf_counter()
         add = size - self.rows_user
-        noise = round(size * self.noise_fraction) - self.rows_noise
+        noise_owner = f"'bench-noise-' || floor(random() * {NOISE_USERS})::int"
         if self.rows_user:
-            self._keep_tagged(self.rows_user / size)
-        self._insert(pg8000.native.literal(USER), add, TAGGED / size)
+            self._keep_planted(self.rows_user / size)
+        self._insert(pg8000.native.literal(USER), add, f"{TAGGED / size}", f"{Q_FIXED / size}")
         if self.rows_user == 0:
-            self._insert(pg8000.native.literal(CONTROL), CONTROL_SIZE, TAGGED / CONTROL_SIZE)
-        self._insert(f"'bench-noise-' || floor(random() * {NOISE_USERS})::int", noise, NOISE_TAG_SHARE)
+            control = pg8000.native.literal(CONTROL)
+            mine = f"owner = {control}"
+            self._insert(
+                f"CASE WHEN g % {SPREAD} = 0 THEN {control} ELSE {noise_owner} END",
+                CONTROL_SIZE * SPREAD,
+                f"CASE WHEN {mine} THEN {TAGGED / CONTROL_SIZE} ELSE {NOISE_TAG_SHARE} END",
+                f"CASE WHEN {mine} THEN {Q_FIXED / CONTROL_SIZE} ELSE {NOISE_WORD_SHARE} END",
+            )
+            self.rows_noise += CONTROL_SIZE * (SPREAD - 1)
+        noise = max(0, round(size * self.noise_fraction) - self.rows_noise)
+        self._insert(noise_owner, noise, f"{NOISE_TAG_SHARE}", f"{NOISE_WORD_SHARE}")
         self.rows_user += add
         self.rows_noise += noise
         inserted = time.perf_counter() - started
         started = time.perf_counter()
         self.sql.run("VACUUM ANALYZE tasks")
+        self.sql.run("VACUUM ANALYZE task_tags")
         self.seconds[size] = (inserted, time.perf_counter() - started)
 
     def _count(self, owners: str, where: str) -> int:
@@ -299,7 +344,7 @@ class Builder:
         matches = {
             (owner, what): self._count(f"user_id = {pg8000.native.literal(owner)}", f"deleted_at IS NULL AND {has}")
             for owner in (USER, CONTROL)
-            for what, has in (("q", HAS_WORD), ("tag", HAS_TAG))
+            for what, has in (("q", HAS_WORD), ("tag", HAS_TAG), ("q2", HAS_SHARE_WORD))
         }
         (sizes,) = self.sql.run(
             "SELECT pg_size_pretty(pg_table_size('tasks')), pg_size_pretty(pg_indexes_size('tasks')),"
@@ -311,8 +356,9 @@ class Builder:
             f" distinct lower(title) {stats[0]:,}, priorities {stats[1]}, due_at null {stats[2]}%"
             f" ({stats[3]:,} distinct others), created_at {stats[4]:,} distinct, updated_at {stats[5]:,} distinct,"
             f" completed {stats[6]}%; {CONTROL}: {CONTROL_SIZE:,} tasks;"
-            f" live matches of q={Q_WORD} / tag={TAG}: {USER} {matches[(USER, 'q')]:,} / {matches[(USER, 'tag')]:,},"
-            f" {CONTROL} {matches[(CONTROL, 'q')]:,} / {matches[(CONTROL, 'tag')]:,};"
+            f" live matches of q={Q_WORD} / tag={TAG} / q={Q_SHARE_WORD}: {USER} {matches[(USER, 'q')]:,}"
+            f" / {matches[(USER, 'tag')]:,} / {matches[(USER, 'q2')]:,}, {CONTROL} {matches[(CONTROL, 'q')]:,}"
+            f" / {matches[(CONTROL, 'tag')]:,} / {matches[(CONTROL, 'q2')]:,};"
             f" table {sizes[0]}, indexes {sizes[1]} ({sizes[2]})"
         )
 
@@ -466,7 +512,7 @@ class Runner:
             if case.plan is None or plan["Execution Time"] < case.plan["Execution Time"]:
                 case.plan = plan
         case.plan_text = "\n".join(row["QUERY PLAN"] for row in plan_of("ANALYZE, BUFFERS"))
-        if case.spec.search:
+        if case.spec.search and case.spec.filters[0][0] in FUNCTION:
             case.inner_plan = self.explain_function(case)
 
     def explain_function(self, case: Case) -> dict[str, Any]:
@@ -564,6 +610,14 @@ def plan_verdict(case: Case) -> tuple[bool, str]:
     nodes = list(_nodes(case.plan["Plan"]))
     seq = [n for n in nodes if n["Node Type"] == "Seq Scan"]
     sort = any(n["Node Type"] in ("Sort", "Incremental Sort") for n in nodes)
+    if case.spec.search and case.spec.filters[0][0] == "tag":
+        scan = next((n for n in nodes if n.get("Index Name") == TAG_INDEX), None)
+        only = scan is not None and scan["Node Type"] == "Index Only Scan"
+        ok = only and not seq
+        return ok, (
+            f"{TAG_INDEX}: {'index-only scan' if only else 'a scan, not index-only' if scan else 'NO'}"
+            f"{'; Seq Scan!' if seq else ''} (a Sort of the matches is by design: {'yes' if sort else 'none'})"
+        )
     if case.spec.search:
         ((name, _),) = case.spec.filters
         function = FUNCTION[name] in json.dumps(case.plan)  # a Function Scan, or a ProjectSet with it in a Hash Cond
@@ -609,7 +663,9 @@ def plan_summary(case: Case) -> str:
         )
     if case.spec.search:
         lookups = sum(_buffers(n) for n in nodes if n.get("Index Name") == "tasks_pkey")
+        tags = sum(_buffers(n) for n in nodes if n.get("Index Name") == TAG_INDEX)
         condition = f"; of which tasks_pkey lookups {lookups}" if lookups else ""
+        condition += f", {TAG_INDEX} {tags}" if tags else ""
     ok, verdict = plan_verdict(case)
     return (
         f"[{'ok' if ok else 'NOT AS INTENDED'}] {verdict}\n{'':20} {_shape(root)}; {buffers} buffers;"
@@ -653,7 +709,8 @@ def report(phases: list[Phase], smoke: bool) -> None:
         log(head)
         log("-" * len(head))
         for group, keys in (("sorts", [k for k in case_keys() if not BY_NAME[k[0]].search]),
-                            ("q and tag", [k for k in case_keys() if BY_NAME[k[0]].search])):
+                            ("q and tag", [k for k in case_keys() if BY_NAME[k[0]].search and BY_NAME[k[0]].judged]),
+                            ("not judged", [k for k in case_keys() if not BY_NAME[k[0]].judged])):
             ratios, sames = [], []
             for key in keys:
                 values = [median(getattr(p.cases[key], f"{kind}_ms")) for p in phases]
@@ -661,7 +718,7 @@ def report(phases: list[Phase], smoke: bool) -> None:
                 ratio, same = values[-1] / values[0], values[-1] / control
                 ratios.append(ratio)
                 sames.append(same)
-                if same > GOAL or ratio > GOAL:
+                if (same > GOAL or ratio > GOAL) and BY_NAME[key[0]].judged:
                     missed.add(key)
                 plan_ok = plan_verdict(last.cases[key])[0] and plan_verdict(last.control[key])[0]
                 log(
@@ -671,6 +728,10 @@ def report(phases: list[Phase], smoke: bool) -> None:
                 )
             met = sum(r <= GOAL for r in ratios)
             met_same = sum(r <= GOAL for r in sames)
+            if group == "not judged":
+                log(f"{kind}: q={Q_SHARE_WORD} is in {Q_SHARE:.1%} of every user's tasks, so the big user has ~1,000x the"
+                    " control's matches: a bigger answer, not a bigger table; shown, not judged")
+                continue
             log(f"{kind}, {group}: {met} of {len(keys)} within {GOAL}x by {large}/{small}; {met_same} of {len(keys)} by {large}/ctl")
             goals += [
                 Goal(f"{kind} {group} {large}/{small}, worst case", max(ratios), GOAL, note=f"{met} of {len(keys)} cases met"),
@@ -691,7 +752,8 @@ def report(phases: list[Phase], smoke: bool) -> None:
     log()
     log(f"PLANS at {large}, as ListTasks runs them (a flight: role todo_app, app.user_id = the user; EXPLAIN (ANALYZE,")
     log("BUFFERS) after the samples). Intended: each sort reads its own index, no Sort node, and past page 1 the cursor's")
-    log("row comparison is in the Index Cond; q and tag go through their function, which reads its per-user GIN index.")
+    log("row comparison is in the Index Cond; q goes through its function, which reads its per-user GIN index; tag reads")
+    log("task_tags_pkey, index-only.")
     plans_ok = 0
     for owner, cases in ((USER, last.cases), (CONTROL, last.control)):
         log(f"-- {owner}")
@@ -755,8 +817,9 @@ def run(db: Scratch, sizes: list[int], args: argparse.Namespace) -> None:
     log(f"Pages of {PAGE}. page1: no cursor; middle: the page after row live/2 of that case's order; nulls (due_at")
     log("sorts only): the page after row 0.85*live, inside the tail of tasks without due_at. Cursors are made from")
     log("that row's sort value as the database computes it, signed with list_tasks's binding.")
-    log(f"q={Q_WORD}: in {Q_SHARE:.1%} of every user's tasks (matches grow with the list); tag={TAG}: on ~{TAGGED} tasks")
-    log(f"of each of the two users at every size (same matches, bigger table); both planted at insert, sorted {SEARCH_SORT}.")
+    log(f"q={Q_WORD}: on ~{Q_FIXED} tasks and tag={TAG} on ~{TAGGED} tasks of each of the two users at every size (same")
+    log(f"matches, bigger table); q={Q_SHARE_WORD} (not judged) in {Q_SHARE:.1%} of every user's tasks (matches grow with the list);")
+    log(f"all planted at insert, sorted {SEARCH_SORT}. {CONTROL}'s tasks lie one in {SPREAD} rows among other users'.")
     log("Table grown in place, all indexes present; VACUUM ANALYZE after each step (what autovacuum converges to).")
     log(f"Schema: migrated by shared.local.migrate.migrate() to revision {schema_revision(sql)} (whatever infra/migrations holds now).")
     builder = Builder(sql, args.chunk, args.noise)

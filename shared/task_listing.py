@@ -8,9 +8,10 @@ coalesce(due_at, +infinity) and `due_key_desc` = coalesce(due_at, -infinity).
 
 The rule under row-level security (docs/decisions/0007): a WHERE may hold only plain
 columns compared with leakproof operators (`=`, `<`, `>`, row comparisons of such columns),
-or `id IN (SELECT caller_task_ids_...(...))` for what needs a non-leakproof operator (tag
-containment, ILIKE). Anything else runs after the policy's qual: a filter, not an index
-condition. tests/shared/test_list_plans.py holds every sort and filter to it.
+including `id IN (SELECT task_id FROM task_tags WHERE ...)` for `tag` (the side table of
+plain (owner, tag, task) rows that triggers on `tasks` keep, migration 0007), or
+`id IN (SELECT caller_task_ids_matching(...))` for ILIKE, which needs a non-leakproof
+operator. Anything else runs after the policy's qual: a filter, not an index condition. tests/shared/test_list_plans.py holds every sort and filter to it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _CONDITIONS = {
     "category_id": "category_id = :category_id::uuid",
     "due_before": "due_at < :due_before::timestamptz",
     "due_after": "due_at >= :due_after::timestamptz",
-    "tag": "id IN (SELECT caller_task_ids_tagged(:tag::text))",
+    "tag": "id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id AND tag = :tag::text)",
     "q": "id IN (SELECT caller_task_ids_matching(:rarest::text, :patterns::text[]))",
 }
 

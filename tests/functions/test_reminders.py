@@ -69,7 +69,7 @@ def reminders_database(reminders_database_name: str, app_url: Callable[[str], st
 @pytest.fixture
 def sql(postgres_server: dict[str, Any], reminders_database_name: str, reminders_database: str) -> Iterator[pg8000.native.Connection]:
     connection = pg8000.native.Connection(**postgres_server, database=reminders_database_name)
-    connection.run("TRUNCATE tasks, categories, idempotency_keys, users")
+    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, users")
     yield connection
     connection.close()
 

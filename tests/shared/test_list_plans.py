@@ -2,9 +2,11 @@
 
 Row-level security keeps a query's non-leakproof quals from becoming index conditions
 (docs/decisions/0007). These plans are the guard: every sort's deep page reads its own
-index with the cursor in the Index Cond, and `q` and `tag` go through their SECURITY
-DEFINER functions, whose own queries use the per-user GIN indexes. A policy or query
-change that loses an index fails here (no timing involved).
+index with the cursor in the Index Cond, `q` goes through its SECURITY DEFINER function,
+whose own query uses the per-user trigram index, and `tag` reads the primary key of
+`task_tags`, the side table the triggers on `tasks` keep (migration 0007). A policy or
+query change that loses an index fails here (no timing involved). The last tests check
+that every write of the API keeps `task_tags` what the tasks say.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from shared import db
 from shared.task_listing import TaskFilters, page_query
 from tests.flights import explain
+from tests.lambda_api import LambdaApi
 
 BIG, OTHER = "plans-big", "plans-other"
 SIZE = 30_000
@@ -54,6 +57,7 @@ def big_table(database_url: str) -> Iterator[pg8000.native.Connection]:
             n=size,
         )
     sql.run("VACUUM ANALYZE tasks")
+    sql.run("VACUUM ANALYZE task_tags")
     yield sql
     sql.run("DELETE FROM tasks WHERE user_id IN (:a, :b)", a=BIG, b=OTHER)
     sql.run("DELETE FROM users WHERE id IN (:a, :b)", a=BIG, b=OTHER)
@@ -91,38 +95,35 @@ def test_every_sorts_deep_page_reads_its_index_with_the_cursor_in_the_index_cond
     [TaskFilters(tag="rare"), TaskFilters(q="quokka"), TaskFilters(q="rare quokka", tag="rare")],
     ids=["tag", "q", "q+tag"],
 )
-def test_tag_and_q_go_through_their_functions_and_never_scan_the_table(big_table, filters):
-    plan = explain(page_query(BIG, filters, "-created_at", None, 50), user_id=BIG)
-    assert "Seq Scan" not in plan, plan
+def test_q_goes_through_its_function_and_tag_through_task_tags_and_never_scan_the_table(big_table, filters):
+    analyzed = explain(page_query(BIG, filters, "-created_at", None, 50), user_id=BIG, analyze=True)
+    assert "Seq Scan" not in analyzed, analyzed
     if filters.tag:
-        assert "caller_task_ids_tagged" in plan, plan
+        assert re.search(r"Index Only Scan(?: Backward)? using task_tags_pkey on task_tags", analyzed), analyzed
+        cond = next(line for line in analyzed.splitlines() if "Index Cond" in line and "tag" in line)
+        assert "user_id" in cond, analyzed  # owner and tag both bound the range: no Filter of other users' rows
+        assert "caller_task_ids_tagged" not in analyzed, analyzed
     if filters.q:
-        assert "caller_task_ids_matching" in plan, plan
+        assert "caller_task_ids_matching" in analyzed, analyzed
+    rows = db.flight(page_query(BIG, filters, "-created_at", None, 500), user_id=BIG)[0].rows
+    per = {"tag": 400, "q": 500, "q+tag": 2000}["q+tag" if filters.q and filters.tag else "tag" if filters.tag else "q"]
+    assert len(rows) == SIZE // per, (filters, len(rows))
 
 
-@pytest.mark.parametrize(
-    ("function", "query", "index"),
-    [
-        ("caller_task_ids_tagged", "SELECT caller_task_ids_tagged('rare')", "ix_tasks_user_tags"),
-        ("caller_task_ids_matching", "SELECT caller_task_ids_matching('%quokka%', ARRAY['%quokka%'])", "ix_tasks_user_search"),
-    ],
-)
-def test_inside_each_function_the_per_user_gin_index_serves_the_filter(big_table, function, query, index):
+def test_inside_the_q_function_the_per_user_gin_index_serves_the_filter(big_table):
     """The function's own statement (its body, run as its owner todo_search) uses its index."""
+    function, index = "caller_task_ids_matching", "ix_tasks_user_search"
     body = big_table.run("SELECT prosrc FROM pg_proc WHERE proname = :f", f=function)[0][0]
-    args = {"caller_task_ids_tagged": {"tag": "'rare'"}, "caller_task_ids_matching": {"rarest": "'%quokka%'", "patterns": "ARRAY['%quokka%']"}}
-    for name, value in args[function].items():
+    for name, value in {"rarest": "'%quokka%'", "patterns": "ARRAY['%quokka%']"}.items():
         body = re.sub(rf"\b{name}\b(?!\s*\()", value, body.replace(f"t.{name}", f"t.\x00{name}")).replace("\x00", "")
     plan = explain(db.Query(body), user_id=BIG, role="todo_search", analyze=True)
     assert f"Bitmap Index Scan on {index}" in plan, plan
     assert "Seq Scan" not in plan, plan
-    rows = db.flight(db.Query(query), user_id=BIG)[0].rows
-    assert len(rows) == {"caller_task_ids_tagged": SIZE // 400, "caller_task_ids_matching": SIZE // 500}[function]
+    rows = db.flight(db.Query("SELECT caller_task_ids_matching('%quokka%', ARRAY['%quokka%'])"), user_id=BIG)[0].rows
+    assert len(rows) == SIZE // 500
 
 
-@pytest.mark.parametrize(
-    ("query", "per"), [("SELECT caller_task_ids_tagged('rare') AS id", 400), ("SELECT caller_task_ids_matching('%quokka%', ARRAY['%quokka%']) AS id", 500)]
-)
+@pytest.mark.parametrize(("query", "per"), [("SELECT caller_task_ids_matching('%quokka%', ARRAY['%quokka%']) AS id", 500)])
 def test_the_functions_return_the_callers_ids_only(big_table, query, per):
     """SECURITY DEFINER sees every row of `tasks`: each function must filter by app.user_id itself.
     The ids it gives are checked here as the superuser, where no policy could hide a leak."""
@@ -131,3 +132,64 @@ def test_the_functions_return_the_callers_ids_only(big_table, query, per):
         ids = [str(row["id"]) for row in result.rows]
         owners = big_table.run("SELECT DISTINCT user_id FROM tasks WHERE id::text = ANY(:ids)", ids=ids) if ids else []
         assert len(ids) == size // per and owners == ([[user]] if size else []), (user, owners)
+
+
+# ------------------------------------------------------------ task_tags follows every write
+
+
+def _tagged(api: LambdaApi, user: str, tag: str) -> set[str]:
+    """The ids `GET /tasks?tag=` lists for `user` (the list filter reads task_tags)."""
+    reply = api.get("/api/me/tasks", user=user, query={"tag": tag, "limit": 100})
+    assert reply.status == 200, reply.body
+    return {item["id"] for item in reply.json()["items"]}
+
+
+def _rows(sql: pg8000.native.Connection, *task_ids: str) -> set[tuple[str, str, str]]:
+    """task_tags as the superuser sees it, for these tasks: (owner, tag, task)."""
+    found = sql.run("SELECT user_id, tag, task_id::text FROM task_tags WHERE task_id::text = ANY(:ids)", ids=list(task_ids))
+    return {tuple(row) for row in found}
+
+
+def test_create_put_patch_trash_restore_and_purge_keep_task_tags_what_the_tasks_say(api, sql, alice, bob):
+    a = api.create_task(alice, title="a", tags=["trip", "work"])
+    b = api.create_task(bob, title="b", tags=["trip"])
+    assert _rows(sql, a["id"], b["id"]) == {(alice, "trip", a["id"]), (alice, "work", a["id"]), (bob, "trip", b["id"])}
+    assert _tagged(api, alice, "trip") == {a["id"]} and _tagged(api, bob, "trip") == {b["id"]}
+
+    assert api.put(f"/api/me/tasks/{a['id']}", user=alice, json={"title": "a", "tags": ["home"]}).status == 200
+    assert _rows(sql, a["id"]) == {(alice, "home", a["id"])}
+    assert _tagged(api, alice, "trip") == set() and _tagged(api, alice, "home") == {a["id"]}
+    assert _tagged(api, bob, "trip") == {b["id"]}  # bob's row untouched
+
+    assert api.patch(f"/api/me/tasks/{a['id']}", user=alice, json={"tags": ["home", "trip"]}).status == 200
+    assert _rows(sql, a["id"]) == {(alice, "home", a["id"]), (alice, "trip", a["id"])}
+    assert api.patch(f"/api/me/tasks/{a['id']}", user=alice, json={"title": "renamed"}).status == 200  # tags unchanged
+    assert _tagged(api, alice, "trip") == {a["id"]}
+
+    assert api.delete(f"/api/me/tasks/{a['id']}", user=alice).status == 204  # to the trash: out of task_tags
+    assert _rows(sql, a["id"]) == set() and _tagged(api, alice, "trip") == set()
+    assert api.post(f"/api/me/trash/{a['id']}/restore", user=alice).status == 200
+    assert _rows(sql, a["id"]) == {(alice, "home", a["id"]), (alice, "trip", a["id"])}
+    assert _tagged(api, alice, "home") == {a["id"]}
+
+    # Purges: the cleanup (todo_cleanup, no grant on task_tags) deletes a trashed task, and a
+    # stray row of it left by hand goes by ON DELETE CASCADE, which Postgres runs as the
+    # owner of task_tags; a live task deleted as todo_app takes its rows with it the same way.
+    assert api.delete(f"/api/me/tasks/{a['id']}", user=alice).status == 204
+    sql.run("INSERT INTO task_tags (user_id, tag, task_id) VALUES (:u, 'stray', CAST(:t AS uuid))", u=alice, t=a["id"])
+    (gone,) = db.flight(db.Query("DELETE FROM tasks WHERE id = $1::uuid", (a["id"],)), user_id=None, role=db.CLEANUP_ROLE)
+    assert gone.row_count == 1 and _rows(sql, a["id"]) == set()
+    (gone,) = db.flight(db.Query("DELETE FROM tasks WHERE id = $1::uuid", (b["id"],)), user_id=bob)
+    assert gone.row_count == 1 and _rows(sql, b["id"]) == set() and _tagged(api, bob, "trip") == set()
+
+
+def test_a_recurring_tasks_successor_carries_its_tags_into_task_tags(api, sql, alice):
+    from datetime import datetime, timedelta, timezone
+
+    due = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    task = api.create_task(alice, title="water plants", tags=["home"], recurrence="FREQ=DAILY", due_at=due)
+    reply = api.patch(f"/api/me/tasks/{task['id']}/complete", user=alice, json={"completed": True})
+    assert reply.status == 200, reply.body
+    (successor,) = sql.run("SELECT id::text FROM tasks WHERE successor_of = CAST(:t AS uuid)", t=task["id"])[0]
+    assert _rows(sql, successor) == {(alice, "home", successor)}  # the INSERT in the completing statement fired the trigger
+    assert _tagged(api, alice, "home") == {task["id"], successor}  # a completed task is still listed

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.pooler
 def two_users(api, alice, bob):
     for user in (alice, bob):
         category = api.create_category(user, f"{user}'s")
-        api.create_task(user, title=f"{user}'s task", category_id=category["id"])
+        api.create_task(user, title=f"{user}'s task", category_id=category["id"], tags=["shared-tag"])
         trashed = api.create_task(user, title=f"{user}'s trashed")
         api.delete(f"/api/me/tasks/{trashed['id']}", user=user)
         api.post("/api/me/tasks", user=user, json={"title": "keyed"}, headers={"idempotency-key": f"{user}-key"})
@@ -33,7 +33,7 @@ def test_the_application_role_is_neither_owner_nor_superuser(database_url):
     assert result.rows == [{"role": "todo_app", "rolsuper": False, "rolbypassrls": False, "owns": False}]
 
 
-@pytest.mark.parametrize("table", ["tasks", "categories", "users", "idempotency_keys"])
+@pytest.mark.parametrize("table", ["tasks", "categories", "users", "idempotency_keys", "task_tags"])
 def test_a_query_without_an_owner_filter_sees_only_the_callers_rows(two_users, sql, table):
     alice, bob = two_users
     owner = "id" if table == "users" else "user_id"
