@@ -5,7 +5,8 @@
     .venv/bin/python bench/run.py --smoke      # 3 samples, 1 cold round of 2 functions: every path
 
 One command, one run, every figure from it (nothing constant, nothing skipped). It builds
-the functions first when `.aws-sam/build` (or `--build-dir`) is missing (`infra/sam.sh build`;
+the functions first when `.aws-sam/build` (or `--build-dir`) is missing (`infra/sam.sh build`,
+after `infra/install-sam.sh` when the SAM CLI is not installed yet;
 a smoke run leaves the cold starts out instead), installs its one
 extra dependency (psycopg, for libpq: bench/requirements.txt) into `.tools/bench/site` when
 missing (never into .venv, never into the layer), starts a throwaway Postgres with TLS and
@@ -109,6 +110,9 @@ def ensure_build(smoke: bool) -> bool:
         return True
     if smoke:
         return False
+    if not (REPO / ".tools" / "sam" / "bin" / "sam").exists():  # a fresh clone has no SAM CLI yet
+        log("No SAM CLI in .tools/sam: running infra/install-sam.sh (once, a few minutes) ...")
+        subprocess.run(["bash", str(REPO / "infra" / "install-sam.sh")], cwd=REPO, check=True)
     log(f"No {BUILD_DIR}: running infra/sam.sh build ...")
     extra = [] if BUILD_DIR == DEFAULT_BUILD_DIR else ["--build-dir", str(BUILD_DIR)]
     subprocess.run([str(REPO / "infra" / "sam.sh"), "build", *extra], cwd=REPO, check=True)
