@@ -469,3 +469,20 @@ def test_todo_api_invoke_cleanup_runs_the_example_scheduled_event(sql, cleanup_d
     assert json.loads(result.stdout) == {"tasks_deleted": 2, "idempotency_keys_deleted": 0, "finished": True}
     assert EVENT["detail-type"] == "Scheduled Event" and EVENT["source"] == "aws.events"
     assert functions()["Cleanup"].schedules and not functions()["Cleanup"].routes
+
+
+def test_a_finished_check_that_outlasts_the_statement_timeout_claims_nothing_and_loses_nothing(sql, alice, monkeypatch):
+    """Right after a large purge the check can be slow (index entries of rows just deleted):
+    the deletions stand, `finished` is not claimed, the run does not fail."""
+    add_tasks(sql, alice, 3, f"now() - {RETENTION} - interval '1 day'")
+    kept = add_tasks(sql, alice, 2, None)
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "0.3")
+    db.reset()
+    try:
+        # Flight 1: the cut-off; 2: the tasks' batch; 3: the records' batch; 4: the check, made slow.
+        monkeypatch.setattr(cleanup, "flight", with_extra_queries(lambda n: [db.Query("SELECT pg_sleep(2)")] if n == 4 else []))
+        assert invoke() == {"tasks_deleted": 3, "idempotency_keys_deleted": 0, "finished": False}
+    finally:
+        monkeypatch.undo()
+        db.reset()
+    assert task_ids(sql) == kept
