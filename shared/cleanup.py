@@ -37,6 +37,8 @@ BATCH_SIZE = 5000
 # A batch is started only with at least this much time left, and at least
 # SLOWEST_BATCH_FACTOR times the slowest batch of the run so far (a slow database asks more).
 STOP_MARGIN_MS = 3000
+# The most the final "anything left?" check may take (see _clean).
+CHECK_TIMEOUT_CAP_MS = 120_000
 SLOWEST_BATCH_FACTOR = 3
 
 _CUTOFFS = Sql("SELECT now() - :days::int * interval '24 hours' AS trash_cutoff, now() AS now")
@@ -155,13 +157,15 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
                 break
     if not run.may_start(remaining_ms()):
         return
+    # Right after a large purge the index is full of entries of rows just deleted, and the
+    # first scan to reach them checks each against the heap (marking them dead for the next):
+    # seconds at a million. The check may take the run's remaining time, not one request's
+    # statement timeout; if even that is not enough, what was deleted stays committed and
+    # "finished" is simply not claimed: the next run asks again.
+    budget_ms = min(max(remaining_ms() - STOP_MARGIN_MS, 1000), CHECK_TIMEOUT_CAP_MS)
     try:
-        (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now), role=CLEANUP_ROLE)
+        (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now), role=CLEANUP_ROLE, statement_timeout_ms=budget_ms)
     except DatabaseUnavailable:
-        # Right after a large purge the index is full of entries of rows just deleted, and the
-        # first scan to reach them checks each against the heap: it can outlast the statement
-        # timeout. What was deleted is committed; "finished" is simply not claimed, and the
-        # next run (after autovacuum) asks again.
         logger.warning("cleanup could not tell whether anything expired is left; not claiming finished")
         return
     run.finished = not left.rows[0]["left"]

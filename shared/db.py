@@ -108,15 +108,20 @@ _PER_TRANSACTION = Sql(
 
 
 def flight(
-    *queries: Query, user_id: str | None = None, role: str = APP_ROLE, lock_timeout_ms: int = 0
+    *queries: Query,
+    user_id: str | None = None,
+    role: str = APP_ROLE,
+    lock_timeout_ms: int = 0,
+    statement_timeout_ms: int | None = None,
 ) -> list[Result]:
     """Runs `queries` as one transaction in one round trip; one `Result` per query.
 
     A failing query raises `QueryFailed` (nothing was written); a database that cannot be
     reached, drops the connection or is too busy raises `DatabaseUnavailable` (503).
+    `statement_timeout_ms` overrides DB_STATEMENT_TIMEOUT (a scheduled job's own budget).
     """
     with _connection() as connection:
-        return _run(connection, (_settings(user_id, role, lock_timeout_ms), *queries), ours=1)
+        return _run(connection, (_settings(user_id, role, lock_timeout_ms, statement_timeout_ms), *queries), ours=1)
 
 
 class Transaction:
@@ -153,9 +158,10 @@ def transaction(*, user_id: str | None = None, role: str = APP_ROLE) -> Iterator
 _BEGIN, _COMMIT, _ROLLBACK = Query("BEGIN"), Query("COMMIT"), Query("ROLLBACK")
 
 
-def _settings(user_id: str | None, role: str, lock_timeout_ms: int) -> Query:
+def _settings(user_id: str | None, role: str, lock_timeout_ms: int, statement_timeout_ms: int | None = None) -> Query:
+    timeout_ms = statement_timeout_ms if statement_timeout_ms is not None else int(get_settings().db_statement_timeout * 1000)
     return _PER_TRANSACTION(
-        statement_timeout=f"{int(get_settings().db_statement_timeout * 1000)}ms",
+        statement_timeout=f"{timeout_ms}ms",
         lock_timeout=f"{lock_timeout_ms}ms",
         user_id=user_id or "",
         role=role,
