@@ -20,7 +20,6 @@ hours; 0 means everything trashed before the run started) and idempotency record
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,18 +27,15 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from shared.batches import STOP_MARGIN_MS, BatchRun, no_limit
 from shared.db import CLEANUP_ROLE, Sql, flight
 from shared.errors import DatabaseUnavailable
 from shared.observability import logger, metrics
 from shared.settings import get_settings
 
 BATCH_SIZE = 5000
-# A batch is started only with at least this much time left, and at least
-# SLOWEST_BATCH_FACTOR times the slowest batch of the run so far (a slow database asks more).
-STOP_MARGIN_MS = 3000
 # The most the final "anything left?" check may take (see _clean).
 CHECK_TIMEOUT_CAP_MS = 120_000
-SLOWEST_BATCH_FACTOR = 3
 
 _CUTOFFS = Sql("SELECT now() - :days::int * interval '24 hours' AS trash_cutoff, now() AS now")
 
@@ -97,25 +93,12 @@ _ANYTHING_LEFT = Sql(
 
 
 @dataclass
-class _Run:
-    started: float = field(default_factory=time.perf_counter)
+class _Run(BatchRun):
     deleted: dict[str, int] = field(default_factory=lambda: {kind.key: 0 for kind in KINDS})
-    batches: int = 0
-    slowest_batch_ms: float = 0.0
-    finished: bool = False
-    out_of_time: bool = False
     trash_cutoff: datetime | None = None
-
-    def may_start(self, remaining_ms: int) -> bool:
-        self.out_of_time = remaining_ms < max(STOP_MARGIN_MS, SLOWEST_BATCH_FACTOR * self.slowest_batch_ms)
-        return not self.out_of_time
 
     def result(self) -> dict[str, Any]:
         return {**self.deleted, "finished": self.finished}
-
-
-def _no_limit() -> int:
-    return sys.maxsize
 
 
 def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: int | None = None) -> dict[str, Any]:
@@ -127,7 +110,7 @@ def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: in
     """
     run = _Run()
     try:
-        _clean(run, remaining_ms or _no_limit, batch_size or BATCH_SIZE)
+        _clean(run, remaining_ms or no_limit, batch_size or BATCH_SIZE)
     except Exception:
         _report(run, failed=True)
         raise

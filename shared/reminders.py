@@ -27,7 +27,6 @@ Lambda time left; `finished` says whether anything due at the cut-off was left.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from shared import events as event_bus
+from shared.batches import BatchRun, no_limit
 from shared.db import Sql, flight, transaction
 from shared.observability import logger, metrics
 from shared.settings import get_settings
@@ -44,8 +44,6 @@ from shared.settings import get_settings
 ROLE = "todo_reminders"
 DETAIL_TYPE = "Task Reminder"
 BATCH_SIZE = 200  # the batch's row locks are held while its events are put (~2-3 parallel PutEvents rounds)
-STOP_MARGIN_MS = 3000
-SLOWEST_BATCH_FACTOR = 3
 MAX_FAILED_PER_RUN = 1000  # past this many unsent reminders the run stops: the bus is unwell
 # event_id = uuid5(this, "<task id>/<remind_at>"): the same reminder, the same id, on every resend.
 EVENT_NAMESPACE = uuid.UUID("6f1c2b8e-4a5d-5e7f-9a0b-1c2d3e4f5a6b")
@@ -112,30 +110,17 @@ def reminder_event(row: dict[str, Any]) -> event_bus.Event:
 
 
 @dataclass
-class _Run:
-    started: float = field(default_factory=time.perf_counter)
+class _Run(BatchRun):
     sent: int = 0
     skipped_late: int = 0
     failed_ids: list[str] = field(default_factory=list)
     error_codes: dict[str, int] = field(default_factory=dict)
-    batches: int = 0
-    slowest_batch_ms: float = 0.0
     lag_max_ms: int = 0
     lag_total_ms: int = 0
-    finished: bool = False
-    out_of_time: bool = False
     cutoff: datetime | None = None
-
-    def may_start(self, remaining_ms: int) -> bool:
-        self.out_of_time = remaining_ms < max(STOP_MARGIN_MS, SLOWEST_BATCH_FACTOR * self.slowest_batch_ms)
-        return not self.out_of_time
 
     def result(self) -> dict[str, Any]:
         return {"sent": self.sent, "skipped_late": self.skipped_late, "finished": self.finished}
-
-
-def _no_limit() -> int:
-    return sys.maxsize
 
 
 def run_reminders(
@@ -154,7 +139,7 @@ def run_reminders(
     """
     run = _Run()
     try:
-        _remind(run, remaining_ms or _no_limit, batch_size or BATCH_SIZE, publisher or event_bus.publisher())
+        _remind(run, remaining_ms or no_limit, batch_size or BATCH_SIZE, publisher or event_bus.publisher())
     except Exception:
         _report(run, failed=True)
         raise

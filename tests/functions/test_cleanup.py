@@ -24,7 +24,7 @@ import pg8000.native
 import pytest
 from pydantic import ValidationError
 
-from shared import cleanup, db
+from shared import batches, cleanup, db
 from shared.local.lambda_context import FakeLambdaContext
 from shared.observability import metrics
 from shared.template import REPO_ROOT, functions
@@ -358,16 +358,16 @@ def test_a_run_short_of_time_stops_cleanly_and_the_next_one_finishes(sql, alice,
 
 def test_a_run_with_less_than_the_margin_left_does_nothing(sql, alice):
     add_tasks(sql, alice, 3, f"now() - {RETENTION} - interval '1 day'")
-    result = invoke(context=Context(lambda: cleanup.STOP_MARGIN_MS - 1))
+    result = invoke(context=Context(lambda: batches.STOP_MARGIN_MS - 1))
     assert result == {"tasks_deleted": 0, "idempotency_keys_deleted": 0, "finished": False}
     assert expired_count(sql) == 3
 
 
 def test_the_margin_grows_with_the_slowest_batch():
     run = cleanup._Run(slowest_batch_ms=2_000)
-    assert not run.may_start(cleanup.SLOWEST_BATCH_FACTOR * 2_000 - 1)
-    assert run.may_start(cleanup.SLOWEST_BATCH_FACTOR * 2_000)
-    assert not cleanup._Run().may_start(cleanup.STOP_MARGIN_MS - 1)
+    assert not run.may_start(batches.SLOWEST_BATCH_FACTOR * 2_000 - 1)
+    assert run.may_start(batches.SLOWEST_BATCH_FACTOR * 2_000)
+    assert not cleanup._Run().may_start(batches.STOP_MARGIN_MS - 1)
 
 
 KILLERS: list[threading.Thread] = []

@@ -27,7 +27,7 @@ import pytest
 from moto import mock_aws
 from pydantic import ValidationError
 
-from shared import db, events, reminders
+from shared import batches, db, events, reminders
 from shared.local.lambda_context import FakeLambdaContext
 from shared.local.scheduler import Rate, Scheduler, template_jobs
 from shared.template import REPO_ROOT, functions
@@ -342,7 +342,7 @@ def test_a_run_short_of_time_stops_cleanly_and_the_next_one_finishes(sql, bus, a
 
 def test_a_run_with_less_than_the_margin_left_does_nothing(sql, bus, alice):
     add_reminders(sql, alice, 3, "now() - interval '1 minute'")
-    assert invoke(context=Context(lambda: reminders.STOP_MARGIN_MS - 1)) == {"sent": 0, "skipped_late": 0, "finished": False}
+    assert invoke(context=Context(lambda: batches.STOP_MARGIN_MS - 1)) == {"sent": 0, "skipped_late": 0, "finished": False}
     assert bus.attempts == [] and reminded(sql) == set()
 
 
