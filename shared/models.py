@@ -117,10 +117,15 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_timestamptz())
 
 
-class Category(SQLModel, table=True):
-    __tablename__ = "categories"
+class Owned(SQLModel):
+    """What every row a user owns starts with: its id and its owner."""
+
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: str = Field(foreign_key="users.id", max_length=255)
+
+
+class Category(Owned, table=True):
+    __tablename__ = "categories"
     name: str = Field(max_length=100)
     color: str | None = Field(default=None, max_length=7)
     created_at: datetime = Field(sa_column=_timestamptz())
@@ -128,10 +133,8 @@ class Category(SQLModel, table=True):
     version: int = 1
 
 
-class Task(SQLModel, table=True):
+class Task(Owned, table=True):
     __tablename__ = "tasks"
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    user_id: str = Field(foreign_key="users.id", max_length=255)
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     completed: bool = False
