@@ -114,10 +114,10 @@ def app_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
     return request.getfixturevalue("pgbouncer").url
 
 
-@pytest.fixture(scope="session")
-def database_name(postgres_server: dict[str, object]) -> Iterator[str]:
-    """A fresh database, migrated directly on the server; dropped at the end of the run."""
-    name = f"todo_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def migrated_database(postgres_server: dict[str, object], prefix: str) -> Iterator[str]:
+    """A fresh database named `<prefix>_<random>`, migrated directly on the server; dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = pg8000.native.Connection(**postgres_server, database="postgres")
     admin.run(f'CREATE DATABASE "{name}"')
     try:
@@ -129,6 +129,13 @@ def database_name(postgres_server: dict[str, object]) -> Iterator[str]:
     finally:
         admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def database_name(postgres_server: dict[str, object]) -> Iterator[str]:
+    """The run's database, dropped at the end of the run."""
+    with migrated_database(postgres_server, "todo_test") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -28,7 +27,7 @@ from shared import batches, cleanup, db
 from shared.local.lambda_context import FakeLambdaContext
 from shared.observability import metrics
 from shared.template import REPO_ROOT, functions
-from tests.conftest import database_url_set, server_url
+from tests.conftest import database_url_set, migrated_database
 from tests.flights import explain, kill_function_backend_when, with_extra_queries
 
 # Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
@@ -44,18 +43,8 @@ RETENTION = "make_interval(hours => 24 * 30)"  # TRASH_RETENTION_DAYS' default, 
 @pytest.fixture(scope="module")
 def cleanup_database_name(postgres_server: dict[str, Any], database_url: str) -> Iterator[str]:
     """A fresh database for this module, migrated directly on the server."""
-    name = f"todo_cleanup_{uuid.uuid4().hex[:10]}"
-    admin = pg8000.native.Connection(**postgres_server, database="postgres")
-    admin.run(f'CREATE DATABASE "{name}"')
-    try:
-        from shared.local.migrate import migrate
-
-        with database_url_set(server_url(postgres_server, name)):
-            migrate()
+    with migrated_database(postgres_server, "todo_cleanup") as name:
         yield name
-    finally:
-        admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,7 +30,7 @@ from shared import batches, db, events, reminders
 from shared.local.lambda_context import FakeLambdaContext
 from shared.local.scheduler import Rate, Scheduler, template_jobs
 from shared.template import REPO_ROOT, functions
-from tests.conftest import database_url_set, server_url
+from tests.conftest import database_url_set, migrated_database
 from tests.flights import explain
 from tests.functions.test_cleanup import serialized_metrics
 
@@ -46,18 +45,8 @@ BUS = "todo-api-test-events"
 
 @pytest.fixture(scope="module")
 def reminders_database_name(postgres_server: dict[str, Any], database_url: str) -> Iterator[str]:
-    name = f"todo_reminders_{uuid.uuid4().hex[:10]}"
-    admin = pg8000.native.Connection(**postgres_server, database="postgres")
-    admin.run(f'CREATE DATABASE "{name}"')
-    try:
-        from shared.local.migrate import migrate
-
-        with database_url_set(server_url(postgres_server, name)):
-            migrate()
+    with migrated_database(postgres_server, "todo_reminders") as name:
         yield name
-    finally:
-        admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture(scope="module")
