@@ -27,7 +27,7 @@ from shared.models import Priority, TaskPublic
 
 SortName = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
-    "priority", "-priority", "title", "-title",
+    "priority", "-priority", "title", "-title", "position", "-position",
 ]  # fmt: skip
 Status = Literal["all", "pending", "completed"]
 
@@ -40,12 +40,16 @@ _KEYS = {
     "due_at": ("due_key_asc", "due_key_desc", "timestamptz"),
     "priority": ("priority", "priority", "smallint"),
     "title": ("title_key", "title_key", "text"),
+    # COLLATE "C" is the column's: the cursor's text parameter takes it (byte-wise, as the keys mean).
+    "position": ("position", "position", "text"),
 }
 # filter -> its condition (parameters named after the filter)
 _CONDITIONS = {
     "status": "completed = :completed::bool",
     "priority": "priority = :priority::smallint",
     "category_id": "category_id = :category_id::uuid",
+    "parent_id": "parent_id = :parent_id::uuid",
+    "top_level": "parent_id IS NULL",
     "due_before": "due_at < :due_before::timestamptz",
     "due_after": "due_at >= :due_after::timestamptz",
     "tag": "id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id AND tag = :tag::text)",
@@ -58,6 +62,7 @@ class TaskFilters:
     status: Status = "all"
     priority: Literal["low", "medium", "high"] | None = None
     category_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | Literal["none"] | None = None  # "none": top-level tasks only
     tag: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None
@@ -74,8 +79,10 @@ class TaskFilters:
             found["status"] = {"completed": self.status == "completed"}
         if self.priority is not None:
             found["priority"] = {"priority": int(Priority[self.priority])}
-        for name in ("category_id", "due_before", "due_after", "tag"):
-            if getattr(self, name) is not None:
+        if self.parent_id == "none":
+            found["top_level"] = {}
+        for name in ("category_id", "parent_id", "due_before", "due_after", "tag"):
+            if getattr(self, name) not in (None, "none"):
                 found[name] = {name: getattr(self, name)}
         patterns = [f"%{_escape_like(word)}%" for word in (self.q or "").split()]
         if patterns:

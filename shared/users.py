@@ -13,6 +13,18 @@ _UPSERT = Sql(
 )
 
 
+# The user's write lock: a flight that changes the caller's tasks takes it first, as a
+# create's upsert does (ON CONFLICT DO UPDATE locks the row even when it changes nothing).
+# The tree and quota triggers lock the same row (migration 0009); taking it before any task
+# row means no two flights ever wait on each other in opposite orders.
+_LOCK = Sql("SELECT FROM users WHERE id = :id FOR NO KEY UPDATE")
+
+
+def lock_user(caller: Caller) -> Query:
+    """The statement that takes the caller's write lock, first in a flight that changes tasks."""
+    return _LOCK(id=caller.user_id)
+
+
 def ensure_user(caller: Caller) -> Query:
     """The statement that makes sure the caller's row exists: one more in a create's flight."""
     return _UPSERT(id=caller.user_id, email=caller.email)

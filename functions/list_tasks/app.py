@@ -29,16 +29,22 @@ def list_tasks(
     status: Annotated[Status, Query()] = "all",
     priority: Annotated[Literal["low", "medium", "high"] | None, Query()] = None,
     category_id: Annotated[uuid.UUID | None, Query()] = None,
+    parent_id: Annotated[
+        uuid.UUID | Literal["none"] | None, Query(description="That task's subtasks, or `none`: top-level tasks only")
+    ] = None,
     tag: Annotated[Tag | None, Query(description="Tasks carrying this tag")] = None,
     due_before: Annotated[InputDateTime | None, Query(description="due_at before this (exclusive), RFC 3339")] = None,
     due_after: Annotated[InputDateTime | None, Query(description="due_at at or after this, RFC 3339")] = None,
     q: Annotated[SearchWords | None, Query(description="Every word in title or description, any case")] = None,
-    sort: Annotated[SortName, Query(description="`-` for descending; ties on id; no due_at sorts last")] = "-created_at",
+    sort: Annotated[
+        SortName, Query(description="`-` for descending; ties on id; no due_at sorts last; `position`: the manual order among siblings")
+    ] = "-created_at",
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> TaskPage:
     filters = TaskFilters(
-        status=status, priority=priority, category_id=category_id, tag=tag, due_before=due_before, due_after=due_after, q=q
+        status=status, priority=priority, category_id=category_id, parent_id=parent_id, tag=tag, due_before=due_before,
+        due_after=due_after, q=q,
     )
     return tasks.list_tasks(caller=caller, filters=filters, sort=sort, limit=limit, cursor=cursor)
 
