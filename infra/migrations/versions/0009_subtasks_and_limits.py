@@ -19,7 +19,8 @@
   statement by `position_between` / `position_keys_between`, a port of the library's
   algorithm, checked against the library by tests/shared/test_positions.py: a key depends on
   neighbours only the transaction can read, and a request is one flight (decision 0010).
-  Existing tasks get keys in creation order (`position_of_rank`).
+  Existing tasks get keys in creation order (`position_of_rank`); a row inserted in SQL
+  without one gets 'a0'.
 - Limits: `users.tasks_held` / `categories_held`, raised by a statement-level trigger on
   each insert (successors included) while it holds the user's row; past the limit
   (`app.max_tasks` / `app.max_categories`, transaction-local, set by every flight from the
@@ -577,7 +578,9 @@ def upgrade() -> None:
                            categories_held = (SELECT count(*) FROM categories c WHERE c.user_id = u.id);
         ALTER TABLE tasks FORCE ROW LEVEL SECURITY;
         ALTER TABLE users FORCE ROW LEVEL SECURITY;
-        ALTER TABLE tasks ALTER COLUMN position SET NOT NULL;
+        -- A row inserted outside the API (an operator's script, a bench) gets the first key; ties
+        -- sort by id, and a move among tied siblings respaces them.
+        ALTER TABLE tasks ALTER COLUMN position SET NOT NULL, ALTER COLUMN position SET DEFAULT 'a0';
 
         -- sort=position, and parent_id=<uuid>|none with it (IS NULL is an index condition too);
         -- last_position, the children count and the descendant walks.
