@@ -24,7 +24,7 @@ from shared.db import Query, QueryFailed, flight
 from shared.errors import NotFound, PreconditionFailed, QuotaExceeded
 from shared.idempotency import IdempotencyKey, Outcome, run_once
 from shared.pagination import encode_cursor
-from shared.users import ensure_user
+from shared.users import ensure_user, lock_user
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,9 @@ def created_once(
         return run_once(
             user_id=caller.user_id,
             idempotency=idempotency,
-            queries=[ensure_user(caller), insert],
-            read=lambda results: model.of(results[1].rows[0]),
+            # The user's write lock first (a no-op for a new user, whose row the upsert makes).
+            queries=[lock_user(caller), ensure_user(caller), insert],
+            read=lambda results: model.of(results[2].rows[0]),
             model=model,
             stored_as=model.of,
         )

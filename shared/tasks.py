@@ -4,6 +4,12 @@ Every query filters by owner (and row-level security filters again); an id that 
 caller's is `NotFound`, exactly as one that does not exist. A trashed task (`deleted_at`
 set) is invisible to all but the trash. A category that is not the caller's is refused by
 the composite foreign key `fk_tasks_category_owner` (owner, category), in the same statement.
+
+Subtasks (docs/decisions/0010): a parent is refused the same way (`fk_tasks_parent_owner`),
+and the tree's other rules by triggers that raise named constraints (`_REFUSED`). Every
+flight that writes tasks locks the caller's user row first (`lock_user`), the lock those
+triggers take too. Trash, restore and complete carry their subtree in the same statement
+(`_CASCADES`); positions are made in SQL (`position_between`, `move_plan`, migration 0009).
 """
 
 import uuid

@@ -13,15 +13,16 @@ _UPSERT = Sql(
 )
 
 
-# The user's write lock: a flight that changes the caller's tasks takes it first, as a
-# create's upsert does (ON CONFLICT DO UPDATE locks the row even when it changes nothing).
-# The tree and quota triggers lock the same row (migration 0009); taking it before any task
-# row means no two flights ever wait on each other in opposite orders.
+# The user's write lock: every flight that writes the caller's tasks or categories takes it
+# first, before any other row. The tree and quota triggers lock the same row (migration
+# 0009); taken first, no two flights wait on each other in opposite orders, and the
+# writing statement's snapshot, taken after it, sees every write of the user that came
+# before (the subtree a cascade walks, the last sibling's key).
 _LOCK = Sql("SELECT FROM users WHERE id = :id FOR NO KEY UPDATE")
 
 
 def lock_user(caller: Caller) -> Query:
-    """The statement that takes the caller's write lock, first in a flight that changes tasks."""
+    """The statement that takes the caller's write lock, first in a flight that writes."""
     return _LOCK(id=caller.user_id)
 
 
