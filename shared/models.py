@@ -296,6 +296,24 @@ class CategoryPage(SQLModel):
     next_cursor: str | None
 
 
+class ChangeItem(SQLModel):
+    """One entry of the sync feed: an object as GET shows it now (`upsert`), or gone (`delete`)."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    kind: Literal["task", "category"]
+    op: Literal["upsert", "delete"]
+    id: uuid.UUID
+    data: TaskPublic | CategoryPublic | None = PydanticField(description="The object as GET shows it; null for a delete")
+    at: Timestamp = PydanticField(description="When it changed (for a full sync's upserts: the object's updated_at)")
+
+
+class ChangePage(SQLModel):
+    items: list[ChangeItem]
+    next_cursor: str = PydanticField(description="Always set: the cursor of the next call, even when `items` is empty")
+    has_more: bool = PydanticField(description="More is ready now: call again at once with `next_cursor`")
+
+
 class Health(SQLModel):
     status: Literal["ok"]
     database: Literal["ok"]
