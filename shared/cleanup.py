@@ -1,8 +1,16 @@
 """Scheduled cleanup: deletes for good what expired, safe at any size, any time, twice.
 
 What expired: tasks in the trash since before `now() - TRASH_RETENTION_DAYS` (days of 24
-hours; 0 means everything trashed before the run started) and idempotency records whose
-`expires_at` has passed. Nothing else is ever touched.
+hours; 0 means everything trashed before the run started), idempotency records whose
+`expires_at` has passed, and change-log entries older than `CHANGES_RETENTION_DAYS` that
+were published (the role's policy shows it no other; a user's entries only grow older
+along the log and are published in its order, so what goes is always a prefix of a user's
+log, and shared/changes.py can tell a cursor behind it). Nothing else is ever touched.
+
+A purged task gets its `delete` in the change log (the trigger of migration 0008, in the
+batch's own statement). A replica does not need it (the task went out of its lists with
+the `delete` of its trashing), but the log says every disappearance, and a consumer of the
+events that keeps the trash learns the task is gone for good.
 
 - The rule is fixed once, at the start of the run, from the database clock: a long run,
   or one on a machine with a wrong clock, deletes exactly what had expired when it began.
@@ -37,7 +45,10 @@ BATCH_SIZE = 5000
 # The most the final "anything left?" check may take (see _clean).
 CHECK_TIMEOUT_CAP_MS = 120_000
 
-_CUTOFFS = Sql("SELECT now() - :days::int * interval '24 hours' AS trash_cutoff, now() AS now")
+_CUTOFFS = Sql(
+    "SELECT now() - :days::int * interval '24 hours' AS trash_cutoff,"
+    " now() - :changes_days::int * interval '24 hours' AS changes_cutoff, now() AS now"
+)
 
 
 @dataclass(frozen=True)
@@ -80,14 +91,16 @@ _IDEMPOTENCY_KEYS = _Kind(
     metric="CleanupIdempotencyKeysDeleted",
     delete=_batch_delete("idempotency_keys", "expires_at", "<="),
 )
-KINDS = (_TASKS, _IDEMPOTENCY_KEYS)
+_CHANGES = _Kind(key="changes_deleted", metric="CleanupChangesDeleted", delete=_batch_delete("change_log", "at", "<"))
+KINDS = (_TASKS, _IDEMPOTENCY_KEYS, _CHANGES)
 
 # The oldest of each, read from the end of its index (never a scan of the live tasks).
 # Rows locked by another run still count here: `finished` is never claimed too early.
 _ANYTHING_LEFT = Sql(
     """
     SELECT coalesce((SELECT min(deleted_at) FROM tasks) < :trash_cutoff::timestamptz, false)
-        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now::timestamptz, false) AS left
+        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now::timestamptz, false)
+        OR coalesce((SELECT min(at) FROM change_log) < :changes_cutoff::timestamptz, false) AS left
     """
 )
 
@@ -98,7 +111,8 @@ class _Run(BatchRun):
     trash_cutoff: datetime | None = None
 
     def result(self) -> dict[str, Any]:
-        return {**self.deleted, "finished": self.finished}
+        """What the contract prints (the pruned log entries are in the log line and metrics)."""
+        return {"tasks_deleted": self.deleted[_TASKS.key], "idempotency_keys_deleted": self.deleted[_IDEMPOTENCY_KEYS.key], "finished": self.finished}
 
 
 def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: int | None = None) -> dict[str, Any]:
@@ -121,10 +135,11 @@ def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: in
 def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     if not run.may_start(remaining_ms()):
         return
-    (cutoffs_now,) = flight(_CUTOFFS(days=get_settings().trash_retention_days), role=CLEANUP_ROLE)
-    trash_cutoff, now = cutoffs_now.rows[0]["trash_cutoff"], cutoffs_now.rows[0]["now"]
+    settings = get_settings()
+    (cutoffs_now,) = flight(_CUTOFFS(days=settings.trash_retention_days, changes_days=settings.changes_retention_days), role=CLEANUP_ROLE)
+    trash_cutoff, changes_cutoff, now = (cutoffs_now.rows[0][name] for name in ("trash_cutoff", "changes_cutoff", "now"))
     run.trash_cutoff = trash_cutoff
-    cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now}
+    cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now, _CHANGES.key: changes_cutoff}
     for kind in KINDS:
         floor = None
         while True:
@@ -147,7 +162,7 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     # "finished" is simply not claimed: the next run asks again.
     budget_ms = min(max(remaining_ms() - STOP_MARGIN_MS, 1000), CHECK_TIMEOUT_CAP_MS)
     try:
-        (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now), role=CLEANUP_ROLE, statement_timeout_ms=budget_ms)
+        (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now, changes_cutoff=changes_cutoff), role=CLEANUP_ROLE, statement_timeout_ms=budget_ms)
     except DatabaseUnavailable:
         logger.warning("cleanup could not tell whether anything expired is left; not claiming finished")
         return
@@ -159,6 +174,7 @@ def _report(run: _Run, *, failed: bool) -> None:
     duration_ms = round((time.perf_counter() - run.started) * 1000, 1)
     fields = {
         **run.result(),
+        _CHANGES.key: run.deleted[_CHANGES.key],
         "batches": run.batches,
         "duration_ms": duration_ms,
         "slowest_batch_ms": round(run.slowest_batch_ms, 1),
