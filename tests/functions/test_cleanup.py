@@ -59,7 +59,7 @@ def cleanup_database(cleanup_database_name: str, app_url: Callable[[str], str]) 
 def sql(postgres_server: dict[str, Any], cleanup_database_name: str, cleanup_database: str) -> Iterator[pg8000.native.Connection]:
     """A direct connection to this module's database, emptied first."""
     connection = pg8000.native.Connection(**postgres_server, database=cleanup_database_name)
-    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, users")
+    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, change_log, users")
     yield connection
     connection.close()
 
