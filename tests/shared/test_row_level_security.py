@@ -88,13 +88,13 @@ def test_the_cleanup_role_sees_only_trash_and_expired_records(two_users, sql):
 
 def test_the_change_log_is_written_by_its_triggers_only(two_users, sql):
     """The application role reads its own entries and cannot forge, edit or drop any; the
-    publisher may only mark entries published; nobody may call the numbering function."""
+    publisher may only mark entries published; nobody may call the trigger functions."""
     alice, _ = two_users
     for statement in (
         "INSERT INTO change_log (user_id, seq, kind, object_id, action, at) VALUES ($1, 999, 'task', gen_random_uuid(), 'created', now())",
         "UPDATE change_log SET published_at = now() WHERE user_id = $1",
         "DELETE FROM change_log WHERE user_id = $1",
-        "SELECT change_log_append(ARRAY[$1], ARRAY['task'], ARRAY[gen_random_uuid()], ARRAY['created'])",
+        "UPDATE users SET last_change = 0 WHERE id = $1 AND false",
     ):
         with pytest.raises(QueryFailed, match="permission denied"):
             flight(Query(statement, (alice,)), user_id=alice)

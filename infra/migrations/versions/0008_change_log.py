@@ -11,13 +11,14 @@ request's one flight, and rolled back with it): docs/decisions/0009.
   held to the commit): a user's writers queue there, so commit order is number order and
   a reader never sees n+1 before n has committed. The lock is taken at the end of the
   writing statement (AFTER STATEMENT triggers), after every row lock of the write, and
-  several users' rows (the cleanup's purge) in id order: no lock cycle.
+  several users' rows (the cleanup's purge, the one write that spans users) in id order:
+  no lock cycle.
 - `at` is the change's time, never earlier than the user's previous one
   (`users.last_change_at`): a user's `at` only grows with `seq`, so "older than N days"
   is a prefix of the log, and the cleanup never leaves a hole in the middle of it.
 - The triggers are statement-level with transition tables (one call per statement,
-  set-based, however many rows), in one SECURITY DEFINER function owned by
-  `todo_changes`, a role that may only bump those two columns of `users` and append to
+  set-based, however many rows), two SECURITY DEFINER functions (one a table, each branch
+  one statement made by `_append`, the one place that numbers) owned by `todo_changes`, a role that may only bump those two columns of `users` and append to
   the log. The functions can be called by no one else (a trigger function cannot be
   called directly), so `todo_cleanup`, whose purge appends tombstones for many users,
   needs no right on `users` or the log.
@@ -41,6 +42,68 @@ revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
+
+
+def _append(changes: str) -> str:
+    """The one statement that numbers and appends the rows of `changes` (a SELECT of
+    user_id, kind, object_id, action, part): per user, the count bumps `last_change` (the
+    lock), and the rows take the numbers after the old value, in (part, object_id) order.
+    Each trigger branch is one such statement: planned once, no nested function call."""
+    return f"""WITH changes AS (
+                    {changes}
+                ), counted AS (
+                    SELECT user_id, count(*) AS n FROM changes GROUP BY user_id
+                ), numbered AS (
+                    UPDATE public.users u
+                    SET last_change = u.last_change + c.n, last_change_at = greatest(u.last_change_at, now())
+                    FROM counted c WHERE u.id = c.user_id
+                    RETURNING u.id, u.last_change - c.n AS base, u.last_change_at AS at
+                )
+                INSERT INTO public.change_log (user_id, seq, kind, object_id, action, at)
+                SELECT c.user_id, n.base + row_number() OVER (PARTITION BY c.user_id ORDER BY c.part, c.object_id),
+                       c.kind, c.object_id, c.action, n.at
+                FROM changes c JOIN numbered n ON n.id = c.user_id"""
+
+
+# What each trigger appends (user_id, kind, object_id, action, part): the object, then the
+# categories whose task_count moved (only those that still exist: a category deleted by the
+# same statement gets its own `deleted`).
+_TASKS_INSERTED = """
+    SELECT n.user_id, 'task'::varchar AS kind, n.id AS object_id, 'created'::varchar AS action, 0 AS part
+    FROM inserted n WHERE n.deleted_at IS NULL
+    UNION ALL
+    SELECT DISTINCT n.user_id, 'category', n.category_id, 'updated', 1
+    FROM inserted n WHERE n.deleted_at IS NULL AND n.category_id IS NOT NULL"""
+_TASKS_UPDATED = """
+    SELECT n.user_id, 'task'::varchar AS kind, n.id AS object_id,
+           CASE WHEN n.deleted_at IS NOT NULL THEN 'deleted' WHEN o.deleted_at IS NOT NULL THEN 'restored'
+                WHEN n.completed AND NOT o.completed THEN 'completed' ELSE 'updated' END::varchar AS action,
+           0 AS part
+    FROM old_rows o JOIN new_rows n ON n.id = o.id
+    WHERE (o.deleted_at IS NULL OR n.deleted_at IS NULL)
+      AND (o.version IS DISTINCT FROM n.version OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL))
+    UNION ALL
+    SELECT DISTINCT n.user_id, 'category', c.category, 'updated', 1
+    FROM old_rows o JOIN new_rows n ON n.id = o.id
+    CROSS JOIN LATERAL (VALUES (CASE WHEN o.deleted_at IS NULL THEN o.category_id END),
+                               (CASE WHEN n.deleted_at IS NULL THEN n.category_id END)) AS c(category)
+    WHERE c.category IS NOT NULL
+      AND (o.deleted_at IS NULL, o.category_id) IS DISTINCT FROM (n.deleted_at IS NULL, n.category_id)
+      AND EXISTS (SELECT FROM public.categories k WHERE k.user_id = n.user_id AND k.id = c.category)"""
+_TASKS_DELETED = """
+    SELECT o.user_id, 'task'::varchar AS kind, o.id AS object_id, 'deleted'::varchar AS action, 0 AS part FROM deleted o
+    UNION ALL
+    SELECT DISTINCT o.user_id, 'category', o.category_id, 'updated', 1
+    FROM deleted o
+    WHERE o.deleted_at IS NULL AND o.category_id IS NOT NULL
+      AND EXISTS (SELECT FROM public.categories k WHERE k.user_id = o.user_id AND k.id = o.category_id)"""
+_CATEGORIES_INSERTED = """
+    SELECT n.user_id, 'category'::varchar AS kind, n.id AS object_id, 'created'::varchar AS action, 0 AS part FROM inserted n"""
+_CATEGORIES_UPDATED = """
+    SELECT n.user_id, 'category'::varchar AS kind, n.id AS object_id, 'updated'::varchar AS action, 0 AS part
+    FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE n.version IS DISTINCT FROM o.version"""
+_CATEGORIES_DELETED = """
+    SELECT o.user_id, 'category'::varchar AS kind, o.id AS object_id, 'deleted'::varchar AS action, 0 AS part FROM deleted o"""
 
 _TASK_PUBLIC_COLUMNS = (
     "id, user_id, title, description, completed, completed_at, priority, due_at, category_id, tags, created_at,"
@@ -87,6 +150,9 @@ def upgrade() -> None:
         GRANT SELECT ON change_log TO todo_app;
         CREATE POLICY change_log_caller_only ON change_log FOR SELECT TO todo_app
             USING (user_id = current_setting('app.user_id', true));
+        -- The application may write a user's email, not the numbers (only the triggers do).
+        REVOKE INSERT, UPDATE ON users FROM todo_app;
+        GRANT INSERT (id, email, created_at), UPDATE (email) ON users TO todo_app;
         -- The triggers' function: append, and bump the user's number.
         GRANT INSERT ON change_log TO todo_changes;
         CREATE POLICY change_log_append ON change_log FOR INSERT TO todo_changes WITH CHECK (true);
@@ -106,100 +172,22 @@ def upgrade() -> None:
         GRANT SELECT, DELETE, UPDATE (published_at) ON change_log TO todo_cleanup;
         CREATE POLICY change_log_prune ON change_log TO todo_cleanup USING (published_at IS NOT NULL) WITH CHECK (false);
 
-        -- Numbers the changes (one row per change, in the order given) and appends them.
-        CREATE FUNCTION change_log_append(owners text[], kinds text[], objects uuid[], actions text[]) RETURNS void
-            LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, pg_temp
-        AS $fn$
-        BEGIN
-            IF coalesce(cardinality(owners), 0) = 0 THEN
-                RETURN;
-            END IF;
-            IF EXISTS (SELECT FROM unnest(owners) AS o WHERE o <> owners[1]) THEN
-                -- Several users (a purge): their rows locked in one order, so two runs never
-                -- wait on each other in a cycle.
-                PERFORM FROM public.users u WHERE u.id = ANY (owners) ORDER BY u.id FOR NO KEY UPDATE;
-            END IF;
-            WITH wanted AS (
-                SELECT * FROM unnest(owners, kinds, objects, actions) WITH ORDINALITY AS w(user_id, kind, object_id, action, ord)
-            ), counted AS (
-                SELECT user_id, count(*) AS n FROM wanted GROUP BY user_id
-            ), numbered AS (
-                UPDATE public.users u
-                SET last_change = u.last_change + c.n, last_change_at = greatest(u.last_change_at, now())
-                FROM counted c WHERE u.id = c.user_id
-                RETURNING u.id, u.last_change - c.n AS base, u.last_change_at AS at
-            )
-            INSERT INTO public.change_log (user_id, seq, kind, object_id, action, at)
-            SELECT w.user_id, n.base + row_number() OVER (PARTITION BY w.user_id ORDER BY w.ord), w.kind, w.object_id, w.action, n.at
-            FROM wanted w JOIN numbered n ON n.id = w.user_id;
-        END
-        $fn$;
-        REVOKE ALL ON FUNCTION change_log_append(text[], text[], uuid[], text[]) FROM PUBLIC;
-
         -- Tasks: the task itself, and the categories whose task_count it changed.
         CREATE FUNCTION change_log_tasks() RETURNS trigger
             LANGUAGE plpgsql SECURITY DEFINER
             SET search_path = pg_catalog, pg_temp
         AS $fn$
-        DECLARE
-            owners text[];
-            kinds text[];
-            objects uuid[];
-            actions text[];
         BEGIN
             IF TG_OP = 'INSERT' THEN
-                WITH changes AS (
-                    SELECT n.user_id, 'task' AS kind, n.id AS object_id, 'created' AS action, 0 AS part
-                    FROM inserted n WHERE n.deleted_at IS NULL
-                    UNION ALL
-                    SELECT DISTINCT n.user_id, 'category', n.category_id, 'updated', 1
-                    FROM inserted n WHERE n.deleted_at IS NULL AND n.category_id IS NOT NULL
-                )
-                SELECT array_agg(user_id ORDER BY part, object_id), array_agg(kind ORDER BY part, object_id),
-                       array_agg(object_id ORDER BY part, object_id), array_agg(action ORDER BY part, object_id)
-                INTO owners, kinds, objects, actions FROM changes;
+                {_append(_TASKS_INSERTED)};
             ELSIF TG_OP = 'UPDATE' THEN
-                WITH pairs AS (
-                    SELECT o.user_id, o.id, o.version AS old_version, n.version AS new_version,
-                           o.deleted_at IS NULL AS was_live, n.deleted_at IS NULL AS is_live,
-                           o.completed AS was_completed, n.completed AS is_completed,
-                           o.category_id AS old_category, n.category_id AS new_category
-                    FROM old_rows o JOIN new_rows n ON n.id = o.id
-                ), changes AS (
-                    SELECT user_id, 'task' AS kind, id AS object_id,
-                           CASE WHEN NOT is_live THEN 'deleted' WHEN NOT was_live THEN 'restored'
-                                WHEN is_completed AND NOT was_completed THEN 'completed' ELSE 'updated' END AS action,
-                           0 AS part
-                    FROM pairs
-                    WHERE (was_live OR is_live) AND (old_version IS DISTINCT FROM new_version OR was_live <> is_live)
-                    UNION ALL
-                    SELECT DISTINCT p.user_id, 'category', c.category, 'updated', 1
-                    FROM pairs p
-                    CROSS JOIN LATERAL (VALUES (CASE WHEN p.was_live THEN p.old_category END),
-                                               (CASE WHEN p.is_live THEN p.new_category END)) AS c(category)
-                    WHERE c.category IS NOT NULL
-                      AND (p.was_live, p.old_category) IS DISTINCT FROM (p.is_live, p.new_category)
-                      AND EXISTS (SELECT FROM public.categories k WHERE k.user_id = p.user_id AND k.id = c.category)
-                )
-                SELECT array_agg(user_id ORDER BY part, object_id), array_agg(kind ORDER BY part, object_id),
-                       array_agg(object_id ORDER BY part, object_id), array_agg(action ORDER BY part, object_id)
-                INTO owners, kinds, objects, actions FROM changes;
+                {_append(_TASKS_UPDATED)};
             ELSE
-                WITH changes AS (
-                    SELECT o.user_id, 'task' AS kind, o.id AS object_id, 'deleted' AS action, 0 AS part
-                    FROM deleted o
-                    UNION ALL
-                    SELECT DISTINCT o.user_id, 'category', o.category_id, 'updated', 1
-                    FROM deleted o
-                    WHERE o.deleted_at IS NULL AND o.category_id IS NOT NULL
-                      AND EXISTS (SELECT FROM public.categories k WHERE k.user_id = o.user_id AND k.id = o.category_id)
-                )
-                SELECT array_agg(user_id ORDER BY part, object_id), array_agg(kind ORDER BY part, object_id),
-                       array_agg(object_id ORDER BY part, object_id), array_agg(action ORDER BY part, object_id)
-                INTO owners, kinds, objects, actions FROM changes;
+                -- A purge deletes many users' tasks: their rows are locked in one order, so
+                -- two runs never wait on each other in a cycle.
+                PERFORM FROM public.users u WHERE u.id IN (SELECT user_id FROM deleted) ORDER BY u.id FOR NO KEY UPDATE;
+                {_append(_TASKS_DELETED)};
             END IF;
-            PERFORM public.change_log_append(owners, kinds, objects, actions);
             RETURN NULL;
         END
         $fn$;
@@ -208,23 +196,14 @@ def upgrade() -> None:
             LANGUAGE plpgsql SECURITY DEFINER
             SET search_path = pg_catalog, pg_temp
         AS $fn$
-        DECLARE
-            owners text[];
-            objects uuid[];
-            actions text[];
         BEGIN
             IF TG_OP = 'INSERT' THEN
-                SELECT array_agg(n.user_id ORDER BY n.id), array_agg(n.id ORDER BY n.id), array_agg('created'::text)
-                INTO owners, objects, actions FROM inserted n;
+                {_append(_CATEGORIES_INSERTED)};
             ELSIF TG_OP = 'UPDATE' THEN
-                SELECT array_agg(n.user_id ORDER BY n.id), array_agg(n.id ORDER BY n.id), array_agg('updated'::text)
-                INTO owners, objects, actions
-                FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE n.version IS DISTINCT FROM o.version;
+                {_append(_CATEGORIES_UPDATED)};
             ELSE
-                SELECT array_agg(o.user_id ORDER BY o.id), array_agg(o.id ORDER BY o.id), array_agg('deleted'::text)
-                INTO owners, objects, actions FROM deleted o;
+                {_append(_CATEGORIES_DELETED)};
             END IF;
-            PERFORM public.change_log_append(owners, array_fill('category'::text, ARRAY[coalesce(cardinality(owners), 0)]), objects, actions);
             RETURN NULL;
         END
         $fn$;
@@ -244,7 +223,6 @@ def upgrade() -> None:
 
         -- A new owner needs CREATE on the schema at the moment it takes the function, no longer.
         GRANT CREATE ON SCHEMA public TO todo_changes;
-        ALTER FUNCTION change_log_append(text[], text[], uuid[], text[]) OWNER TO todo_changes;
         ALTER FUNCTION change_log_tasks() OWNER TO todo_changes;
         ALTER FUNCTION change_log_categories() OWNER TO todo_changes;
         REVOKE CREATE ON SCHEMA public FROM todo_changes;
@@ -261,12 +239,13 @@ def downgrade() -> None:
         DROP TRIGGER change_log_inserted ON categories;
         DROP TRIGGER change_log_updated ON categories;
         DROP TRIGGER change_log_deleted ON categories;
-        DROP FUNCTION change_log_tasks(), change_log_categories(), change_log_append(text[], text[], uuid[], text[]);
+        DROP FUNCTION change_log_tasks(), change_log_categories();
         DROP POLICY users_change_numbers ON users;
         DROP POLICY categories_change_log ON categories;
         DROP POLICY tasks_publish ON tasks;
         DROP POLICY categories_publish ON categories;
         REVOKE ALL ON users, categories, tasks FROM todo_changes, todo_publisher;
+        GRANT INSERT, UPDATE ON users TO todo_app;
         DROP TABLE change_log;
         REVOKE USAGE ON SCHEMA public FROM todo_changes, todo_publisher;
         ALTER TABLE users DROP COLUMN last_change_at, DROP COLUMN last_change;
