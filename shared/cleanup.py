@@ -42,6 +42,9 @@ from shared.observability import logger, metrics
 from shared.settings import get_settings
 
 BATCH_SIZE = 5000
+# A batch whose owners were all busy (their user rows held: a write in flight, another run's
+# batch) is tried again after each of these pauses, then its rows are left for the next run.
+BUSY_OWNER_PAUSES_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25)
 # The most the final "anything left?" check may take (see _clean).
 CHECK_TIMEOUT_CAP_MS = 120_000
 
@@ -55,10 +58,10 @@ _CUTOFFS = Sql(
 class _Kind:
     key: str  # its count in the result
     metric: str
-    delete: Sql  # one batch: (count, last value deleted) for :cutoff, :floor, :n
+    delete: Sql  # one batch: (deleted, taken, last value taken) for :cutoff, :floor, :n
 
 
-def _batch_delete(table: str, column: str, expired: str) -> Sql:
+def _batch_delete(table: str, column: str, expired: str, *, owners_free: bool = False) -> Sql:
     """One batch of `table`'s rows whose `column` is `expired` (`<` or `<=`) :cutoff.
 
     Each batch walks the rule's index in order from where the previous one stopped (:floor),
@@ -67,25 +70,37 @@ def _batch_delete(table: str, column: str, expired: str) -> Sql:
     wrong), and the outer condition re-checks every row as it is now. Rows below :floor that
     were skipped because someone held them (another run, a restore in progress) are that
     one's, or counted by _ANYTHING_LEFT as not finished.
+
+    `owners_free` (tasks): a purge appends to its owners' change logs, which takes their
+    user rows (migration 0008). `change_log_free_owners` locks them SKIP LOCKED: the rows of
+    a user whose row is held (a write of theirs in flight, another run's batch) are not
+    deleted, and `skipped` says from where (see _clean). The result: (deleted, taken, last
+    value taken, first value skipped).
     """
+    free = ", free AS (SELECT change_log_free_owners(ARRAY(SELECT DISTINCT user_id FROM chosen)) AS user_id)" if owners_free else ""
+    skipped = (
+        f"(SELECT min({column}) FROM chosen WHERE user_id NOT IN (SELECT user_id FROM free))" if owners_free else "NULL::timestamptz"
+    )
     return Sql(
         f"""
-        WITH gone AS (
+        WITH chosen AS (
+            SELECT ctid, {column}{", user_id" if owners_free else ""} FROM {table}
+            WHERE {column} {expired} :cutoff::timestamptz AND {column} >= coalesce(:floor::timestamptz, '-infinity')
+            ORDER BY {column}
+            LIMIT :n::int FOR UPDATE SKIP LOCKED
+        ){free}, gone AS (
             DELETE FROM {table}
-            WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM {table}
-                    WHERE {column} {expired} :cutoff::timestamptz AND {column} >= coalesce(:floor::timestamptz, '-infinity')
-                    ORDER BY {column}
-                    LIMIT :n::int FOR UPDATE SKIP LOCKED))
+            WHERE ctid = ANY(ARRAY(SELECT ctid FROM chosen{" WHERE user_id IN (SELECT user_id FROM free)" if owners_free else ""}))
               AND {column} {expired} :cutoff::timestamptz
             RETURNING {column}
         )
-        SELECT count(*) AS deleted, max({column}) AS last FROM gone
+        SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM chosen) AS taken,
+               (SELECT max({column}) FROM chosen) AS last, {skipped} AS skipped
         """
     )
 
 
-_TASKS = _Kind(key="tasks_deleted", metric="CleanupTasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<"))
+_TASKS = _Kind(key="tasks_deleted", metric="CleanupTasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<", owners_free=True))
 _IDEMPOTENCY_KEYS = _Kind(
     key="idempotency_keys_deleted",
     metric="CleanupIdempotencyKeysDeleted",
@@ -141,18 +156,35 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     run.trash_cutoff = trash_cutoff
     cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now, _CHANGES.key: changes_cutoff}
     for kind in KINDS:
-        floor = None
+        floor, pauses = None, iter(BUSY_OWNER_PAUSES_S)
         while True:
             if not run.may_start(remaining_ms()):
                 return
             began = time.perf_counter()
             (batch,) = flight(kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size), role=CLEANUP_ROLE)
-            deleted, floor = batch.rows[0]["deleted"], batch.rows[0]["last"]
+            row = batch.rows[0]
             run.batches += 1
             run.slowest_batch_ms = max(run.slowest_batch_ms, (time.perf_counter() - began) * 1000)
-            run.deleted[kind.key] += deleted
-            if deleted < batch_size:  # everything not locked by someone else is gone
-                break
+            run.deleted[kind.key] += row["deleted"]
+            if row["skipped"] is None:
+                floor = row["last"]
+                if row["taken"] < batch_size:  # everything not held by someone else was taken
+                    break
+                continue
+            # Some owners were busy: the next batch starts at their first row again (never
+            # past a row not deleted), after a pause when nothing else was deleted; a user
+            # busy past every pause is left for the next run.
+            if row["deleted"] > 0:
+                floor, pauses = row["skipped"], iter(BUSY_OWNER_PAUSES_S)
+                continue
+            pause = next(pauses, None)
+            if pause is None:
+                floor, pauses = row["last"], iter(BUSY_OWNER_PAUSES_S)
+                if row["taken"] < batch_size:
+                    break
+                continue
+            floor = row["skipped"]
+            time.sleep(pause)
     if not run.may_start(remaining_ms()):
         return
     # Right after a large purge the index is full of entries of rows just deleted, and the

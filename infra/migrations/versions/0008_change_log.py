@@ -208,6 +208,17 @@ def upgrade() -> None:
         END
         $fn$;
 
+        -- The cleanup's purge: of these owners, those whose user row it could lock at once
+        -- (SKIP LOCKED: a user writing right now is left for the next run, never waited on).
+        CREATE FUNCTION change_log_free_owners(owners varchar[]) RETURNS SETOF varchar
+            LANGUAGE sql VOLATILE SECURITY DEFINER
+            SET search_path = pg_catalog, pg_temp
+        AS $fn$
+            SELECT u.id FROM public.users u WHERE u.id = ANY (owners) ORDER BY u.id FOR NO KEY UPDATE SKIP LOCKED
+        $fn$;
+        REVOKE ALL ON FUNCTION change_log_free_owners(varchar[]) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION change_log_free_owners(varchar[]) TO todo_cleanup;
+
         CREATE TRIGGER change_log_inserted AFTER INSERT ON tasks
             REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION change_log_tasks();
         CREATE TRIGGER change_log_updated AFTER UPDATE ON tasks
@@ -225,6 +236,7 @@ def upgrade() -> None:
         GRANT CREATE ON SCHEMA public TO todo_changes;
         ALTER FUNCTION change_log_tasks() OWNER TO todo_changes;
         ALTER FUNCTION change_log_categories() OWNER TO todo_changes;
+        ALTER FUNCTION change_log_free_owners(varchar[]) OWNER TO todo_changes;
         REVOKE CREATE ON SCHEMA public FROM todo_changes;
         """
     )
@@ -239,7 +251,7 @@ def downgrade() -> None:
         DROP TRIGGER change_log_inserted ON categories;
         DROP TRIGGER change_log_updated ON categories;
         DROP TRIGGER change_log_deleted ON categories;
-        DROP FUNCTION change_log_tasks(), change_log_categories();
+        DROP FUNCTION change_log_tasks(), change_log_categories(), change_log_free_owners(varchar[]);
         DROP POLICY users_change_numbers ON users;
         DROP POLICY categories_change_log ON categories;
         DROP POLICY tasks_publish ON tasks;
