@@ -115,6 +115,9 @@ class User(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=255)  # the token's `sub`
     email: str | None = Field(default=None, max_length=320)
     created_at: datetime = Field(sa_column=_timestamptz())
+    # The change log's per-user number and the time of its last entry (migration 0008).
+    last_change: int = 0
+    last_change_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class Owned(SQLModel):
@@ -161,6 +164,19 @@ class Task(Owned, table=True):
     successor_of: uuid.UUID | None = Field(default=None, unique=True)
     remind_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reminded_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ChangeLogEntry(SQLModel, table=True):
+    """One change of a user's task or category, numbered per user (written by triggers)."""
+
+    __tablename__ = "change_log"
+    user_id: str = Field(primary_key=True, max_length=255)
+    seq: int = Field(primary_key=True)
+    kind: str = Field(max_length=8)  # task | category
+    object_id: uuid.UUID
+    action: str = Field(max_length=9)  # created | updated | completed | deleted | restored
+    at: datetime = Field(sa_column=_timestamptz())
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 # ---------------------------------------------------------------------------- API shapes
