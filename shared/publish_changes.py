@@ -6,7 +6,8 @@ One run works in batches, each ONE explicit transaction (`db.transaction`, role
 `todo_publisher`):
 
 1. flight 1 locks the **head** of up to `BATCH_USERS` users, `FOR UPDATE SKIP LOCKED`: a
-   user's first unpublished entry (published entries are always a prefix of a user's log).
+   user's first unpublished entry (published entries are always a prefix of a user's log),
+   the users found by a loose scan of the unpublished entries' index, in user order.
    A user whose head another run holds is skipped whole, so two runs never put one entry
    twice, and a run never puts entry n+1 of a user while another run is on entry n. With
    the heads, the same statement locks up to `PER_USER` entries of each from there and reads
@@ -65,16 +66,26 @@ DETAIL_TYPES = {
 }
 
 _NOW = Sql("SELECT now() AS now")
+# The users with something to publish, one index probe each (a loose scan of the partial
+# index: a backlog of a million entries costs what its users do, not its entries), in user
+# order; each one's head (its first unpublished entry) locked SKIP LOCKED; then up to
+# :per_user entries of each from its head, with the objects they name.
 _TAKE = Sql(
     f"""
-    WITH heads AS (
-        SELECT h.user_id, h.seq FROM change_log h
-        WHERE h.published_at IS NULL AND h.at <= coalesce(:cutoff::timestamptz, now())
-          AND NOT EXISTS (SELECT FROM change_log p WHERE p.user_id = h.user_id AND p.seq = h.seq - 1 AND p.published_at IS NULL)
-          AND h.user_id <> ALL(:stopped::text[])
-        ORDER BY h.at
+    WITH RECURSIVE owners AS (
+        (SELECT user_id FROM change_log WHERE published_at IS NULL ORDER BY user_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT c.user_id FROM change_log c WHERE c.published_at IS NULL AND c.user_id > o.user_id
+                ORDER BY c.user_id LIMIT 1)
+        FROM owners o WHERE o.user_id IS NOT NULL
+    ), heads AS (
+        SELECT h.user_id, h.seq
+        FROM owners o
+        JOIN LATERAL (SELECT min(seq) AS seq FROM change_log WHERE user_id = o.user_id AND published_at IS NULL) first ON true
+        JOIN change_log h ON h.user_id = o.user_id AND h.seq = first.seq
+        WHERE h.published_at IS NULL AND h.at <= coalesce(:cutoff::timestamptz, now()) AND h.user_id <> ALL(:stopped::text[])
         LIMIT :users::int
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF h SKIP LOCKED
     ), taken AS (
         SELECT e.user_id, e.seq, e.kind, e.object_id, e.action, e.at
         FROM change_log e JOIN heads h ON h.user_id = e.user_id
