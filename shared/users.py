@@ -3,12 +3,16 @@
 from shared.auth import Caller
 from shared.db import Query, Sql
 
-# Writes only when the user is new or their email changed.
+# Writes only when the user is new or their email changed. The user row's lock (the change
+# log's per-user lock, migration 0008, and the tree's and the quotas', 0009) is taken by
+# `lock_user` before this, first in every writing flight (docs/decisions/0010).
 _UPSERT = Sql(
     """
-    INSERT INTO users (id, email, created_at) VALUES (:id, :email, now())
-    ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email
-    WHERE EXCLUDED.email IS NOT NULL AND users.email IS DISTINCT FROM EXCLUDED.email
+    WITH fresh AS (
+        INSERT INTO users (id, email, created_at) VALUES (:id, :email, now()) ON CONFLICT (id) DO NOTHING RETURNING id
+    )
+    UPDATE users SET email = :email
+    WHERE id = :id AND :email::varchar IS NOT NULL AND email IS DISTINCT FROM :email::varchar AND NOT EXISTS (SELECT FROM fresh)
     """
 )
 

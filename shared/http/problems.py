@@ -18,6 +18,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.QuotaExceeded: 409,
+    errors.ResyncRequired: 410,
     errors.PreconditionFailed: 412,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
@@ -109,6 +110,7 @@ _WHEN = {
     404: "No such object for this caller",
     409: "Conflicts with what exists, a request with this `Idempotency-Key` is still in progress, or `quota_exceeded`: one more"
     " would pass a per-user limit",
+    410: "The sync cursor is older than the kept history (`resync_required`): start again without a cursor",
     412: "`If-Match` does not match the current version",
     413: "The body is over 64 KiB",
     415: "The body is not `application/json`",

@@ -28,13 +28,13 @@
   bound) and refuses with the constraint `quota_tasks` / `quota_categories` (409).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -597,6 +597,11 @@ def upgrade() -> None:
         GRANT EXECUTE ON FUNCTION position_between(text, text), position_keys_between(text, text, int),
             last_position(varchar, uuid), position_taken(varchar, uuid, text, uuid), tree_problem(varchar, uuid, uuid, uuid),
             parent_on_restore(varchar, uuid, uuid, uuid), move_plan(varchar, uuid, uuid, uuid, int, int) TO todo_app;
+        -- The quota triggers run as the writer (todo_app), on its own row only (its policy);
+        -- the change log's numbers stay todo_changes' alone (0008).
+        GRANT UPDATE (tasks_held, categories_held) ON users TO todo_app;
+        -- The publisher reads a task as GET shows it: the two new fields too.
+        GRANT SELECT (parent_id, position) ON tasks TO todo_publisher;
         ANALYZE tasks;
         """
     )
@@ -605,6 +610,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        REVOKE SELECT (parent_id, position) ON tasks FROM todo_publisher;
+        REVOKE UPDATE (tasks_held, categories_held) ON users FROM todo_app;
         DROP TRIGGER categories_quota_counted ON categories;
         DROP TRIGGER tasks_quota_counted ON tasks;
         DROP TRIGGER tasks_tree_trashed ON tasks;
