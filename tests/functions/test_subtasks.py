@@ -320,3 +320,47 @@ def test_put_without_parent_id_moves_a_subtask_to_the_top_level_last(api, alice)
     assert _children(api, alice, None) == ["p", "sub"]
     assert api.patch(f"/api/me/tasks/{sub['id']}", user=alice, json={"parent_id": parent["id"]}).json()["parent_id"] == parent["id"]
     assert _children(api, alice, parent["id"]) == ["sub"]
+
+
+# ---------------------------------------------------------------------------- the change log
+
+
+def test_moves_respaces_and_cascades_each_append_to_the_change_log(api, sql, alice, bob):
+    """The change log's triggers (migration 0008) see every row these writes change: one
+    entry per task whose version moved, in the write's own transaction; bob's log untouched."""
+    from tests.functions.test_changes import log_of
+
+    def entries(action) -> list[tuple[str, str]]:
+        before = len(log_of(sql, alice))
+        action()
+        return sorted((object_id, action) for _, kind, object_id, action in log_of(sql, alice)[before:] if kind == "task")
+
+    tree = _tree(api, alice)
+    ids = {name: task["id"] for name, task in tree.items()}
+    bobs_before = log_of(sql, bob)
+    assert entries(lambda: _move(api, alice, tree["b"], parent=tree["top"])) == [(ids["b"], "updated")]  # b first
+    assert entries(lambda: _move(api, alice, tree["b"], parent=tree["top"])) == []  # already there: nothing
+    assert entries(lambda: api.delete(f"/api/me/tasks/{ids['a']}", user=alice)) == sorted(
+        [(ids["a"], "deleted"), (ids["a1"], "deleted"), (ids["a2"], "deleted")]
+    )
+    assert entries(lambda: api.post(f"/api/me/trash/{ids['a']}/restore", user=alice)) == sorted(
+        [(ids["a"], "restored"), (ids["a1"], "restored"), (ids["a2"], "restored")]
+    )
+    assert entries(lambda: api.patch(f"/api/me/tasks/{ids['top']}/complete", user=alice, json={"completed": True})) == sorted(
+        [(ids[name], "completed") for name in ("top", "a", "b", "a1", "a2")]
+    )
+    # A respace: every sibling whose key changed is an entry too.
+    parent = api.create_task(alice, title="p")
+    first, x, y = (_sub(api, alice, parent, t) for t in ("first", "x", "y"))
+    for i in range(400):
+        moved = (x, y)[i % 2]
+        keys_before = dict(sql.run("SELECT id::text, position FROM tasks WHERE parent_id = CAST(:p AS uuid)", p=parent["id"]))
+        logged = entries(lambda: _move(api, alice, moved, parent=parent, after=first))
+        keys_after = dict(sql.run("SELECT id::text, position FROM tasks WHERE parent_id = CAST(:p AS uuid)", p=parent["id"]))
+        changed = sorted(task_id for task_id in keys_after if keys_after[task_id] != keys_before[task_id])
+        assert logged == [(task_id, "updated") for task_id in changed], i
+        if len(changed) > 1:  # the moved task and a respaced sibling
+            break
+    else:
+        raise AssertionError("no respace in 400 moves")
+    assert log_of(sql, bob) == bobs_before
