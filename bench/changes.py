@@ -206,7 +206,7 @@ def write_part(urls: dict[str, str], args: argparse.Namespace, checks: Checks, g
     # The flight alone: the statements CreateTask sends, on one open connection per side.
     from shared.auth import Caller
     from shared.tasks import _CREATE
-    from shared.users import ensure_user
+    from shared.users import ensure_user, lock_user
 
     def flight_once(name: str) -> float:
         set_database_url(urls[name])
@@ -214,9 +214,9 @@ def write_part(urls: dict[str, str], args: argparse.Namespace, checks: Checks, g
         insert = _CREATE(id=uuid.uuid4(), user_id="writer", now=datetime.now(timezone.utc), title="flight", description=None, completed=False,
                          priority=1, due_at=None, category_id=None, tags=[], recurrence=None, timezone="UTC",
                          occurrences=None, occurrences_after=None, occurrences_complete=False, remind_at=None,
-                         idempotency_key=None)  # fmt: skip
+                         parent_id=None, idempotency_key=None)  # fmt: skip
         started = time.perf_counter()
-        db.flight(ensure_user(caller), insert, user_id="writer")
+        db.flight(lock_user(caller), ensure_user(caller), insert, user_id="writer")
         return time.perf_counter() - started
 
     flights = interleaved({name: (lambda name=name: flight_once(name)) for name in urls}, args.samples)
