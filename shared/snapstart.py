@@ -141,9 +141,19 @@ def _api_routes(app: Any) -> list[Any]:
 def _prime_common() -> None:
     """What every function's first event does once, short of the database and its secret."""
     url = db.configured_url_without_secret()
-    params = parse_database_url(url or _TYPICAL_URL)
+    try:
+        params = parse_database_url(url or _TYPICAL_URL)
+    except ValueError:  # a URL that cannot be used: the first request says so, as without priming
+        params = parse_database_url(_TYPICAL_URL)
     if params.tls in ("verify-full", "verify-ca"):
-        tls_context(params.tls, params.rootcert, direct=params.direct_tls)  # ~25 ms, once a process
+        context = tls_context(params.tls, params.rootcert, direct=params.direct_tls)  # ~25 ms, once a process
+        # A ClientHello written into memory (no server, no socket): the first handshake's
+        # one-time setup (its key share's curve, the cipher list) is done here.
+        hello = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="priming.invalid")
+        try:
+            hello.do_handshake()
+        except ssl.SSLWantReadError:
+            pass  # waiting for a ServerHello that never comes
     db.prime_wire()
     import json
     from datetime import datetime, timezone
