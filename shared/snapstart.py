@@ -76,7 +76,7 @@ _priming_enabled = True
 
 @dataclass
 class Primed:
-    """What priming did for one function (tests and bench/run.py read it)."""
+    """What priming did for one function (the tests read it)."""
 
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)  # "METHOD path" -> the synthetic request's status
