@@ -296,6 +296,14 @@ class CategoryPage(SQLModel):
     next_cursor: str | None
 
 
+class PageQuery(WriteModel):
+    """Which page of a list: its size, and the cursor of the page before (keyset paging).
+    A route's query parameters, and an MCP tool's arguments (extra ones are refused)."""
+
+    limit: int = PydanticField(default=50, ge=1, le=200, description="Page size")
+    cursor: str | None = PydanticField(default=None, max_length=1024, description="The previous page's `next_cursor`")
+
+
 class Health(SQLModel):
     status: Literal["ok"]
     database: Literal["ok"]

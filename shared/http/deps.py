@@ -8,7 +8,7 @@ import re
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Header, Path, Query, Request, Response, Security
+from fastapi import Depends, Header, Path, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import Caller, caller_from_event
@@ -80,8 +80,6 @@ IfMatch = Annotated[int | None, Depends(if_match)]
 UserId = Annotated[str, Path(description="The caller's `sub`, or `me`")]
 TaskId = Annotated[str, Path(description="A task id (uuid)", json_schema_extra={"format": "uuid"})]
 CategoryId = Annotated[str, Path(description="A category id (uuid)", json_schema_extra={"format": "uuid"})]
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
-Cursor = Annotated[str | None, Query(max_length=1024, description="The previous page's `next_cursor`")]
 
 
 def set_etag(response: Response, version: int) -> None:
