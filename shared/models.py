@@ -304,6 +304,15 @@ class PageQuery(WriteModel):
     cursor: str | None = PydanticField(default=None, max_length=1024, description="The previous page's `next_cursor`")
 
 
+class ProtectedResourceMetadata(SQLModel):
+    """RFC 9728: the MCP endpoint as an OAuth protected resource, and who issues its tokens."""
+
+    resource: str = PydanticField(examples=["https://abc123.execute-api.eu-west-1.amazonaws.com/mcp"])
+    authorization_servers: list[str]
+    bearer_methods_supported: list[str] = ["header"]
+    resource_name: str = "Task API"
+
+
 class Health(SQLModel):
     status: Literal["ok"]
     database: Literal["ok"]
