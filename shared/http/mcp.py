@@ -9,8 +9,8 @@ for clients that still start with `initialize`, the earlier handshake without a 
 
 A tool's failure that the REST API answers with a problem is an `isError` result whose
 text is that same problem+json document (`code`, `detail`, `errors`), its `status` the one
-REST would send. Only the protocol's own faults (unknown tool, malformed JSON-RPC) are
-JSON-RPC errors.
+REST would send (an unexpected one too: `internal_error`, logged with the request id).
+Only the protocol's own faults (unknown tool, malformed JSON-RPC) are JSON-RPC errors.
 """
 
 from __future__ import annotations
@@ -102,8 +102,10 @@ def build_server(tools: tuple[Tool, ...] = TOOLS) -> Server[Any]:
         except DomainError as error:
             return tool_error(*domain_problem(error), tool=tool.name, request_id=request_id)
         except Exception:
-            logger.exception("tool failed", extra={"tool": tool.name})
-            raise  # the SDK answers a generic JSON-RPC internal error, nothing internal in it
+            # Not re-raised: the SDK's handshake-era path would put the exception's text in
+            # its JSON-RPC error. The REST route's 500, found by its request id in the logs.
+            logger.exception("unhandled error", extra={"tool": tool.name})
+            return tool_error(500, "internal_error", "Something went wrong on our side.", None, tool=tool.name, request_id=request_id)
         value = outcome.value.model_dump(mode="json")
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=json.dumps(value))],
