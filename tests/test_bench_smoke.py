@@ -40,9 +40,21 @@ def test_every_bench_script_has_a_smoke_test():
 def test_smoke(script: str):
     if script in NEEDS_SERVER_BINARIES and not server_binaries():
         pytest.skip("no Postgres server binaries (initdb) for shared/local/tls_postgres.py")
+    run_smoke(script)
+
+
+def test_smoke_round_trips_with_direct_tls():
+    """`--direct-tls` runs on its own server (PostgreSQL 18 with SSL, infra/install-postgres18.sh)."""
+    if not (REPO_ROOT / ".tools" / "postgresql-18" / "bin" / "postgres").exists():
+        pytest.skip("no .tools/postgresql-18: bash infra/install-postgres18.sh (make test runs it)")
+    stdout = run_smoke("round_trips.py", "--direct-tls")
+    assert "Server: PostgreSQL 18" in stdout
+
+
+def run_smoke(script: str, *options: str) -> str:
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, str(BENCH / script), "--smoke"],
+        [sys.executable, str(BENCH / script), "--smoke", *options],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,4 +69,5 @@ def test_smoke(script: str):
     output = f"--- stdout\n{stdout[-6000:]}\n--- stderr\n{stderr[-6000:]}"
     assert process.returncode == 0, f"bench/{script} --smoke exited {process.returncode}\n{output}"
     assert "SMOKE RUN" in stdout, f"bench/{script} did not run in smoke mode\n{output}"
-    print(f"bench/{script} --smoke: {time.monotonic() - started:.1f} s")
+    print(f"bench/{script} --smoke {' '.join(options)}: {time.monotonic() - started:.1f} s")
+    return stdout

