@@ -36,6 +36,14 @@ def test_a_tool_call_needs_no_initialize_first(api: LambdaApi, alice):
     assert api.get(f"/api/me/tasks/{created['structuredContent']['id']}", user=alice).json() == created["structuredContent"]
 
 
+def test_the_api_gateway_s_own_host_is_served(api: LambdaApi, alice):
+    """The SDK's default Host check (localhost only, against DNS rebinding) would refuse it: 421."""
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    for host in ("abc123.execute-api.eu-west-1.amazonaws.com", "api.example.com"):
+        reply = api.post("/mcp", user=alice, json=message, headers={**ACCEPT, "host": host, "origin": f"https://{host}"})
+        assert reply.status == 200 and len(reply.json()["result"]["tools"]) == 9, (host, reply.status, reply.body[:200])
+
+
 def test_the_protocol_s_own_faults_are_json_rpc_errors(api: LambdaApi, alice):
     unknown = api.mcp(alice, "tools/call", {"name": "drop_database", "arguments": {}})
     assert unknown.status == 200 and unknown.json()["error"]["message"] == "Unknown tool: drop_database"
