@@ -40,17 +40,19 @@ REPLAYED_META = "todo-api/idempotent-replayed"
 # token: the SDK's localhost-only Host check (DNS rebinding) has nothing to protect here and
 # would refuse the API Gateway's own domain (docs/run/deploy.md of the SDK).
 _BEHIND_THE_GATEWAY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-# Where a rule broke, as a tool's caller sees it: the arguments, not a body or a header.
+# Where a rule broke, as a tool's caller sees it: its arguments, not a body, query or header.
 _ARGUMENT_OF = {("header", "Idempotency-Key"): ["arguments", "idempotency_key"]}
 
 
 def _argument_loc(loc: list[Any]) -> list[Any]:
     if tuple(loc[:2]) in _ARGUMENT_OF:
         return _ARGUMENT_OF[tuple(loc[:2])] + loc[2:]
-    return ["arguments", *loc[1:]] if loc[:1] in (["body"], ["query"]) else ["arguments", *loc]
+    return ["arguments", *loc[1:]] if loc[:1] in (["body"], ["query"]) else loc
 
 
-def tool_error(status: int, code: str, detail: str, errors_: list[dict[str, Any]] | None, *, tool: str, request_id: str) -> types.CallToolResult:
+def tool_error(
+    status: int, code: str, detail: str, errors_: list[dict[str, Any]] | None, *, tool: str, request_id: str
+) -> types.CallToolResult:
     """The one mapping of a tool's failure: the REST problem document as an `isError` result."""
     if errors_ is not None:
         errors_ = [{**error, "loc": _argument_loc(list(error["loc"]))} for error in errors_]
@@ -98,7 +100,8 @@ def build_server(tools: tuple[Tool, ...] = TOOLS) -> Server[Any]:
             arguments = tool.arguments.model_validate(params.arguments or {})
             outcome = tool.run(caller, arguments)
         except ValidationError as error:
-            return tool_error(*validation_problem(list(error.errors())), tool=tool.name, request_id=request_id)
+            raw = [{**e, "loc": ("arguments", *e["loc"])} for e in error.errors()]
+            return tool_error(*validation_problem(raw), tool=tool.name, request_id=request_id)
         except DomainError as error:
             return tool_error(*domain_problem(error), tool=tool.name, request_id=request_id)
         except Exception:

@@ -155,6 +155,7 @@ def test_errors_are_tool_errors_with_the_problem_code(server: Serve, alice: str,
     seen = _session(server, mint(alice), mode, work)
     assert (seen["blank"]["code"], seen["blank"]["status"]) == ("validation_error", 422)
     assert seen["blank"]["errors"][0]["loc"] == ["arguments", "title"]
+    assert seen["blank"]["detail"] == "Invalid input: arguments.title."
     assert seen["unknown_field"]["errors"][0]["loc"] == ["arguments", "version"]  # no mass assignment
     assert seen["bad_rule"]["errors"][0]["loc"] == ["arguments", "recurrence"]
     assert seen["malformed_id"]["code"] == "not_found"
