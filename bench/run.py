@@ -760,6 +760,7 @@ def bench_cold(server: Any, seeded: Seed, rounds: int, source_rounds: int, pytho
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
         shutil.rmtree(root, ignore_errors=True)
     return {"results": results, "built": measured, "http": http_functions, "missing": missing,
+            "mcp": [name for name in built if template_functions[name].routes and name not in http_functions],
             "no_event": no_event, "expected": expected, "written": written, "profile": profile,
             "failures": failures, "runtime": runtime, "elapsed": time.perf_counter() - started}
 
@@ -819,7 +820,7 @@ def print_cold(cold: dict[str, Any], rounds: int, source_rounds: int) -> dict[st
             ratios["monolith"].append(shipped / mono)
             mono_cols, mono_rss = f"{mono:>9.0f}{shipped / mono:>10.2f}", f"{rss(name, 'monolith'):>9.0f}"
         else:
-            mono_cols, mono_rss = f"{'-':>9}{'(no route)':>10}", f"{'-':>9}"
+            mono_cols, mono_rss = f"{'-':>9}{'(not in it)' if name in cold['mcp'] else '(no route)':>10}", f"{'-':>9}"
         print(f"   {name:<16}{cold['expected'][name]!s:>7}{shipped:>9.0f}{warm:>8.0f}{shipped / warm:>10.2f}"
               f"{source:>9.0f}{source / shipped:>9.2f}{mono_cols}{rss(name, 'shipped'):>6.0f}{mono_rss}")
     for name, error in cold["failures"].items():
