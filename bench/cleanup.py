@@ -102,7 +102,7 @@ def seed(db: Scratch, size: int, users: int, layout: str) -> float:
     started = time.perf_counter()
     sql = db.connect()
     try:
-        sql.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, users")
+        sql.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, change_log, users")
         sql.run("INSERT INTO users (id) SELECT 'bench-user-' || u FROM generate_series(1, :users) u", users=users)
         indexes = sql.run(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'tasks' "

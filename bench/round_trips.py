@@ -482,6 +482,7 @@ def route_cases(project: Project, f: Fixtures) -> dict[str, Case]:
     add("ListTrash", "ListTrash", 200, lambda: project.event("ListTrash", reader))
     add("RestoreTask", "RestoreTask", 200, lambda: project.event("RestoreTask", pool, ids={"task_id": f.to_restore.pop()}))
     add("ListCategories", "ListCategories", 200, lambda: project.event("ListCategories", reader))
+    add("ListChanges", "ListChanges", 200, lambda: project.event("ListChanges", reader))
     add("CreateCategory", "CreateCategory", 201, lambda: project.event(
         "CreateCategory", writer, body={"name": f"Made {uuid.uuid4().hex[:10]}"}))
     add("GetCategory", "GetCategory", 200, lambda: project.event("GetCategory", reader, ids=category))

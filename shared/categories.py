@@ -15,25 +15,25 @@ from shared.pagination import decode_cursor
 from shared.records import Field, checked_outcome, created_once, fetched, page_of, parse_id, versioned_write, write_values
 
 _UNIQUE_NAME = "uq_categories_user_lower_name"
-_COLUMNS = "id, name, color, created_at, updated_at, version"
+COLUMNS = "id, name, color, created_at, updated_at, version"
 # Live tasks only: a trashed task is invisible everywhere but the trash.
-_TASK_COUNT = "(SELECT count(*) FROM tasks WHERE tasks.user_id = c.user_id AND tasks.category_id = c.id AND tasks.deleted_at IS NULL)"
+TASK_COUNT = "(SELECT count(*) FROM tasks WHERE tasks.user_id = c.user_id AND tasks.category_id = c.id AND tasks.deleted_at IS NULL)"
 
 _CREATE = Sql(
     f"""
     WITH outcome AS (
         INSERT INTO categories (id, user_id, name, color, created_at, updated_at)
         VALUES (:id::uuid, :user_id, :name, :color, :now::timestamptz, :now::timestamptz)
-        RETURNING {_COLUMNS}, 0 AS task_count
+        RETURNING {COLUMNS}, 0 AS task_count
     ){remember_sql(201)}
     SELECT * FROM outcome
     """
 )
-_GET = Sql(f"SELECT {_COLUMNS}, {_TASK_COUNT} AS task_count FROM categories c WHERE user_id = :user_id AND id = :id::uuid")
+_GET = Sql(f"SELECT {COLUMNS}, {TASK_COUNT} AS task_count FROM categories c WHERE user_id = :user_id AND id = :id::uuid")
 _FIELDS = (Field("name", "varchar"), Field("color", "varchar"))
 _UPDATE = Sql(
-    versioned_write("categories", _FIELDS) + f" SELECT c.changed, {', '.join('c.' + n for n in _COLUMNS.split(', '))},"
-    f" {_TASK_COUNT} AS task_count FROM outcome c"
+    versioned_write("categories", _FIELDS) + f" SELECT c.changed, {', '.join('c.' + n for n in COLUMNS.split(', '))},"
+    f" {TASK_COUNT} AS task_count FROM outcome c"
 )
 # Its tasks (trashed ones too) become uncategorised, and their version moves on; the
 # foreign key's own ON DELETE SET NULL then finds nothing left to do.
@@ -54,7 +54,7 @@ _DELETE = Sql(
 _PAGE = {
     after: Sql(
         f"""
-        SELECT {_COLUMNS}, {_TASK_COUNT} AS task_count, name_key FROM categories c
+        SELECT {COLUMNS}, {TASK_COUNT} AS task_count, name_key FROM categories c
         WHERE user_id = :user_id {"AND name_key > :after_name::text" if after else ""}
         ORDER BY name_key LIMIT :limit::int
         """

@@ -1,8 +1,16 @@
 """Scheduled cleanup: deletes for good what expired, safe at any size, any time, twice.
 
 What expired: tasks in the trash since before `now() - TRASH_RETENTION_DAYS` (days of 24
-hours; 0 means everything trashed before the run started) and idempotency records whose
-`expires_at` has passed. Nothing else is ever touched.
+hours; 0 means everything trashed before the run started), idempotency records whose
+`expires_at` has passed, and change-log entries older than `CHANGES_RETENTION_DAYS` that
+were published (the role's policy shows it no other; a user's entries only grow older
+along the log and are published in its order, so what goes is always a prefix of a user's
+log, and shared/changes.py can tell a cursor behind it). Nothing else is ever touched.
+
+A purged task gets its `delete` in the change log (the trigger of migration 0008, in the
+batch's own statement). A replica does not need it (the task went out of its lists with
+the `delete` of its trashing), but the log says every disappearance, and a consumer of the
+events that keeps the trash learns the task is gone for good.
 
 - The rule is fixed once, at the start of the run, from the database clock: a long run,
   or one on a machine with a wrong clock, deletes exactly what had expired when it began.
@@ -34,20 +42,26 @@ from shared.observability import logger, metrics
 from shared.settings import get_settings
 
 BATCH_SIZE = 5000
+# A batch whose owners were all busy (their user rows held: a write in flight, another run's
+# batch) is tried again after each of these pauses, then its rows are left for the next run.
+BUSY_OWNER_PAUSES_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25)
 # The most the final "anything left?" check may take (see _clean).
 CHECK_TIMEOUT_CAP_MS = 120_000
 
-_CUTOFFS = Sql("SELECT now() - :days::int * interval '24 hours' AS trash_cutoff, now() AS now")
+_CUTOFFS = Sql(
+    "SELECT now() - :days::int * interval '24 hours' AS trash_cutoff,"
+    " now() - :changes_days::int * interval '24 hours' AS changes_cutoff, now() AS now"
+)
 
 
 @dataclass(frozen=True)
 class _Kind:
     key: str  # its count in the result
     metric: str
-    delete: Sql  # one batch: (count, last value deleted) for :cutoff, :floor, :n
+    delete: Sql  # one batch: (deleted, taken, last value taken) for :cutoff, :floor, :n
 
 
-def _batch_delete(table: str, column: str, expired: str) -> Sql:
+def _batch_delete(table: str, column: str, expired: str, *, owners_free: bool = False) -> Sql:
     """One batch of `table`'s rows whose `column` is `expired` (`<` or `<=`) :cutoff.
 
     Each batch walks the rule's index in order from where the previous one stopped (:floor),
@@ -56,38 +70,52 @@ def _batch_delete(table: str, column: str, expired: str) -> Sql:
     wrong), and the outer condition re-checks every row as it is now. Rows below :floor that
     were skipped because someone held them (another run, a restore in progress) are that
     one's, or counted by _ANYTHING_LEFT as not finished.
+
+    `owners_free` (tasks): a purge appends to its owners' change logs, which takes their
+    user rows (migration 0008). `change_log_free_owners` locks them SKIP LOCKED: the rows of
+    a user whose row is held (a write of theirs in flight, another run's batch) are not
+    deleted, and `skipped` says from where (see _clean). The result: (deleted, taken, last
+    value taken, first value skipped).
     """
+    free = ", free AS (SELECT change_log_free_owners(ARRAY(SELECT DISTINCT user_id FROM chosen)) AS user_id)" if owners_free else ""
+    skipped = (
+        f"(SELECT min({column}) FROM chosen WHERE user_id NOT IN (SELECT user_id FROM free))" if owners_free else "NULL::timestamptz"
+    )
     return Sql(
         f"""
-        WITH gone AS (
+        WITH chosen AS (
+            SELECT ctid, {column}{", user_id" if owners_free else ""} FROM {table}
+            WHERE {column} {expired} :cutoff::timestamptz AND {column} >= coalesce(:floor::timestamptz, '-infinity')
+            ORDER BY {column}
+            LIMIT :n::int FOR UPDATE SKIP LOCKED
+        ){free}, gone AS (
             DELETE FROM {table}
-            WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM {table}
-                    WHERE {column} {expired} :cutoff::timestamptz AND {column} >= coalesce(:floor::timestamptz, '-infinity')
-                    ORDER BY {column}
-                    LIMIT :n::int FOR UPDATE SKIP LOCKED))
+            WHERE ctid = ANY(ARRAY(SELECT ctid FROM chosen{" WHERE user_id IN (SELECT user_id FROM free)" if owners_free else ""}))
               AND {column} {expired} :cutoff::timestamptz
             RETURNING {column}
         )
-        SELECT count(*) AS deleted, max({column}) AS last FROM gone
+        SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM chosen) AS taken,
+               (SELECT max({column}) FROM chosen) AS last, {skipped} AS skipped
         """
     )
 
 
-_TASKS = _Kind(key="tasks_deleted", metric="CleanupTasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<"))
+_TASKS = _Kind(key="tasks_deleted", metric="CleanupTasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<", owners_free=True))
 _IDEMPOTENCY_KEYS = _Kind(
     key="idempotency_keys_deleted",
     metric="CleanupIdempotencyKeysDeleted",
     delete=_batch_delete("idempotency_keys", "expires_at", "<="),
 )
-KINDS = (_TASKS, _IDEMPOTENCY_KEYS)
+_CHANGES = _Kind(key="changes_deleted", metric="CleanupChangesDeleted", delete=_batch_delete("change_log", "at", "<"))
+KINDS = (_TASKS, _IDEMPOTENCY_KEYS, _CHANGES)
 
 # The oldest of each, read from the end of its index (never a scan of the live tasks).
 # Rows locked by another run still count here: `finished` is never claimed too early.
 _ANYTHING_LEFT = Sql(
     """
     SELECT coalesce((SELECT min(deleted_at) FROM tasks) < :trash_cutoff::timestamptz, false)
-        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now::timestamptz, false) AS left
+        OR coalesce((SELECT min(expires_at) FROM idempotency_keys) <= :now::timestamptz, false)
+        OR coalesce((SELECT min(at) FROM change_log) < :changes_cutoff::timestamptz, false) AS left
     """
 )
 
@@ -98,7 +126,8 @@ class _Run(BatchRun):
     trash_cutoff: datetime | None = None
 
     def result(self) -> dict[str, Any]:
-        return {**self.deleted, "finished": self.finished}
+        """What the contract prints (the pruned log entries are in the log line and metrics)."""
+        return {"tasks_deleted": self.deleted[_TASKS.key], "idempotency_keys_deleted": self.deleted[_IDEMPOTENCY_KEYS.key], "finished": self.finished}
 
 
 def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: int | None = None) -> dict[str, Any]:
@@ -121,23 +150,41 @@ def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: in
 def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     if not run.may_start(remaining_ms()):
         return
-    (cutoffs_now,) = flight(_CUTOFFS(days=get_settings().trash_retention_days), role=CLEANUP_ROLE)
-    trash_cutoff, now = cutoffs_now.rows[0]["trash_cutoff"], cutoffs_now.rows[0]["now"]
+    settings = get_settings()
+    (cutoffs_now,) = flight(_CUTOFFS(days=settings.trash_retention_days, changes_days=settings.changes_retention_days), role=CLEANUP_ROLE)
+    trash_cutoff, changes_cutoff, now = (cutoffs_now.rows[0][name] for name in ("trash_cutoff", "changes_cutoff", "now"))
     run.trash_cutoff = trash_cutoff
-    cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now}
+    cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now, _CHANGES.key: changes_cutoff}
     for kind in KINDS:
-        floor = None
+        floor, pauses = None, iter(BUSY_OWNER_PAUSES_S)
         while True:
             if not run.may_start(remaining_ms()):
                 return
             began = time.perf_counter()
             (batch,) = flight(kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size), role=CLEANUP_ROLE)
-            deleted, floor = batch.rows[0]["deleted"], batch.rows[0]["last"]
+            row = batch.rows[0]
             run.batches += 1
             run.slowest_batch_ms = max(run.slowest_batch_ms, (time.perf_counter() - began) * 1000)
-            run.deleted[kind.key] += deleted
-            if deleted < batch_size:  # everything not locked by someone else is gone
-                break
+            run.deleted[kind.key] += row["deleted"]
+            if row["skipped"] is None:
+                floor = row["last"]
+                if row["taken"] < batch_size:  # everything not held by someone else was taken
+                    break
+                continue
+            # Some owners were busy: the next batch starts at their first row again (never
+            # past a row not deleted), after a pause when nothing else was deleted; a user
+            # busy past every pause is left for the next run.
+            if row["deleted"] > 0:
+                floor, pauses = row["skipped"], iter(BUSY_OWNER_PAUSES_S)
+                continue
+            pause = next(pauses, None)
+            if pause is None:
+                floor, pauses = row["last"], iter(BUSY_OWNER_PAUSES_S)
+                if row["taken"] < batch_size:
+                    break
+                continue
+            floor = row["skipped"]
+            time.sleep(pause)
     if not run.may_start(remaining_ms()):
         return
     # Right after a large purge the index is full of entries of rows just deleted, and the
@@ -147,7 +194,7 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     # "finished" is simply not claimed: the next run asks again.
     budget_ms = min(max(remaining_ms() - STOP_MARGIN_MS, 1000), CHECK_TIMEOUT_CAP_MS)
     try:
-        (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now), role=CLEANUP_ROLE, statement_timeout_ms=budget_ms)
+        (left,) = flight(_ANYTHING_LEFT(trash_cutoff=trash_cutoff, now=now, changes_cutoff=changes_cutoff), role=CLEANUP_ROLE, statement_timeout_ms=budget_ms)
     except DatabaseUnavailable:
         logger.warning("cleanup could not tell whether anything expired is left; not claiming finished")
         return
@@ -159,6 +206,7 @@ def _report(run: _Run, *, failed: bool) -> None:
     duration_ms = round((time.perf_counter() - run.started) * 1000, 1)
     fields = {
         **run.result(),
+        _CHANGES.key: run.deleted[_CHANGES.key],
         "batches": run.batches,
         "duration_ms": duration_ms,
         "slowest_batch_ms": round(run.slowest_batch_ms, 1),

@@ -1,4 +1,4 @@
-"""`todo-api`: migrate, invoke, openapi, serve, token, cleanup, reminders.
+"""`todo-api`: migrate, invoke, openapi, serve, token, cleanup, reminders, publish.
 
 Development and operations tooling; no Lambda function imports it.
 """
@@ -34,7 +34,7 @@ def invoke(logical_id: str, event: dict[str, Any]) -> Any:
 
 
 def _run_job(job: str) -> Any:
-    """One run of a scheduled job (`cleanup` or `reminders`) at DATABASE_URL, no time limit.
+    """One run of a scheduled job (`cleanup`, `reminders` or `publish`) at DATABASE_URL, no time limit.
 
     Imported under the redirect: the logger binds the stream it writes to (stderr here), and
     metrics print to stdout; only the result, printed by the caller, goes there.
@@ -49,7 +49,11 @@ def _run_job(job: str) -> Any:
         else:
             from shared import events
             from shared.local.settings import local_settings
-            from shared.reminders import run_reminders as run
+
+            if job == "reminders":
+                from shared.reminders import run_reminders as run
+            else:
+                from shared.publish_changes import run_publish as run
 
             events.use_local_events_file(local_settings().local_dir / "events.jsonl")  # used only without a bus
         try:
@@ -77,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
         help="one pass of the reminders at DATABASE_URL; events to EVENT_BUS_NAME, else the log and <local dir>/events.jsonl",
     )
 
+    commands.add_parser(
+        "publish",
+        help="one pass of the change-log publisher at DATABASE_URL; events to EVENT_BUS_NAME, else the log and <local dir>/events.jsonl",
+    )
+
     serve_cmd = commands.add_parser("serve", help="the local gateway: every HttpApi route, the JWT authorizer emulated")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
@@ -98,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print("database is at the latest schema", file=sys.stderr)
     elif args.command == "invoke":
         print(json.dumps(invoke(args.function, json.loads(args.event.read_text())), indent=2))
-    elif args.command in ("cleanup", "reminders"):
+    elif args.command in ("cleanup", "reminders", "publish"):
         print(json.dumps(_run_job(args.command)))
     elif args.command == "openapi":
         from shared.openapi import build_openapi

@@ -39,6 +39,12 @@ class BadRequest(DomainError):
     code = "bad_request"
 
 
+class ResyncRequired(DomainError):
+    """A sync cursor from before the kept history: the client starts again with a full sync."""
+
+    code = "resync_required"
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 

@@ -115,6 +115,9 @@ class User(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=255)  # the token's `sub`
     email: str | None = Field(default=None, max_length=320)
     created_at: datetime = Field(sa_column=_timestamptz())
+    # The change log's per-user number and the time of its last entry (migration 0008).
+    last_change: int = 0
+    last_change_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class Owned(SQLModel):
@@ -161,6 +164,19 @@ class Task(Owned, table=True):
     successor_of: uuid.UUID | None = Field(default=None, unique=True)
     remind_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reminded_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ChangeLogEntry(SQLModel, table=True):
+    """One change of a user's task or category, numbered per user (written by triggers)."""
+
+    __tablename__ = "change_log"
+    user_id: str = Field(primary_key=True, max_length=255)
+    seq: int = Field(primary_key=True)
+    kind: str = Field(max_length=8)  # task | category
+    object_id: uuid.UUID
+    action: str = Field(max_length=9)  # created | updated | completed | deleted | restored
+    at: datetime = Field(sa_column=_timestamptz())
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 # ---------------------------------------------------------------------------- API shapes
@@ -294,6 +310,24 @@ class CategoryPublic(CategoryFields):
 class CategoryPage(SQLModel):
     items: list[CategoryPublic]
     next_cursor: str | None
+
+
+class ChangeItem(SQLModel):
+    """One entry of the sync feed: an object as GET shows it now (`upsert`), or gone (`delete`)."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    kind: Literal["task", "category"]
+    op: Literal["upsert", "delete"]
+    id: uuid.UUID
+    data: TaskPublic | CategoryPublic | None = PydanticField(description="The object as GET shows it; null for a delete")
+    at: Timestamp = PydanticField(description="When it changed (for a full sync's upserts: the object's updated_at)")
+
+
+class ChangePage(SQLModel):
+    items: list[ChangeItem]
+    next_cursor: str = PydanticField(description="Always set: the cursor of the next call, even when `items` is empty")
+    has_more: bool = PydanticField(description="More is ready now: call again at once with `next_cursor`")
 
 
 class Health(SQLModel):

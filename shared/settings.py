@@ -43,6 +43,9 @@ class Settings(_FromEnvironment):
     db_statement_timeout: float = Field(default=5.0, gt=0, le=300)
     trash_retention_days: int = Field(default=30, ge=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    # Published change-log entries older than this are pruned by the cleanup; a sync
+    # cursor behind what is kept answers 410 resync_required (shared/changes.py).
+    changes_retention_days: int = Field(default=30, ge=0)
     # Signs list cursors; when unset a key is derived from the database URL.
     cursor_secret: SecretStr | None = None
     # The EventBridge bus the scheduled publishers put events on (shared/events.py); unset

@@ -3,12 +3,17 @@
 from shared.auth import Caller
 from shared.db import Query, Sql
 
-# Writes only when the user is new or their email changed.
+# Writes only when the user is new or their email changed, and locks the row only then:
+# the user row's lock is the change log's per-user lock (migration 0008), taken at the end
+# of a write after its other row locks; a create that took it first would wait in a cycle
+# with a category PATCH waiting for it (the task's foreign key shares the category's row).
 _UPSERT = Sql(
     """
-    INSERT INTO users (id, email, created_at) VALUES (:id, :email, now())
-    ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email
-    WHERE EXCLUDED.email IS NOT NULL AND users.email IS DISTINCT FROM EXCLUDED.email
+    WITH fresh AS (
+        INSERT INTO users (id, email, created_at) VALUES (:id, :email, now()) ON CONFLICT (id) DO NOTHING RETURNING id
+    )
+    UPDATE users SET email = :email
+    WHERE id = :id AND :email::varchar IS NOT NULL AND email IS DISTINCT FROM :email::varchar AND NOT EXISTS (SELECT FROM fresh)
     """
 )
 

@@ -21,7 +21,7 @@ from shared.template import REPO_ROOT
 BENCH = REPO_ROOT / "bench"
 # Not scripts: the shared helpers.
 NOT_SCRIPTS = {"__init__.py", "_support.py"}
-SCRIPTS = ["cleanup.py", "connect.py", "list.py", "reminders.py", "round_trips.py", "run.py", "soak.py"]
+SCRIPTS = ["changes.py", "cleanup.py", "connect.py", "list.py", "reminders.py", "round_trips.py", "run.py", "soak.py"]
 NEEDS_SERVER_BINARIES = {"connect.py", "round_trips.py", "run.py"}  # their own TLS Postgres (shared/local/tls_postgres.py)
 TIMEOUT = 300
 

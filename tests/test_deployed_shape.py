@@ -62,6 +62,8 @@ COMMON_PARAMETERS = {
     "CleanupSchedule": "rate(6 hours)",
     "ReminderSchedule": "rate(5 minutes)",
     "ReminderMaxLateHours": "6",
+    "PublishChangesSchedule": "rate(2 minutes)",
+    "ChangesRetentionDays": "14",
     "TrashRetentionDays": "7",
     "IdempotencyTtlHours": "48",
     "LogLevel": "WARNING",
@@ -565,6 +567,8 @@ def test_the_schedule_invokes_its_function_with_the_parameters_expression(deploy
     assert {deployment.parameters["CleanupSchedule"], deployment.parameters["ReminderSchedule"]} <= expressions
     reminders = [rule for rule in deployment.rules if [t["Arn"] for t in rule["Targets"]] == [deployment.function_arn("Reminders")]]
     assert [(rule["ScheduleExpression"], rule["State"]) for rule in reminders] == [("rate(5 minutes)", "ENABLED")]
+    publish = [rule for rule in deployment.rules if [t["Arn"] for t in rule["Targets"]] == [deployment.function_arn("PublishChanges")]]
+    assert [(rule["ScheduleExpression"], rule["State"]) for rule in publish] == [("rate(2 minutes)", "ENABLED")]
 
 
 def test_the_api_has_its_own_bus_and_only_the_publishers_are_told_its_name(deployed):
@@ -572,7 +576,7 @@ def test_the_api_has_its_own_bus_and_only_the_publishers_are_told_its_name(deplo
     buses = deployment.resources_of_type("AWS::Events::EventBus")
     assert list(buses) == ["EventBus"], buses
     assert {bus["Name"]: bus["Arn"] for bus in deployment.event_buses}.get(BUS_NAME) == BUS_ARN, deployment.event_buses
-    assert publishers() == {"Reminders"}
+    assert publishers() == {"Reminders", "PublishChanges"}
     for logical_id, configuration in deployment.configurations.items():
         variables = configuration["Environment"]["Variables"]
         if logical_id in publishers():
@@ -582,6 +586,12 @@ def test_the_api_has_its_own_bus_and_only_the_publishers_are_told_its_name(deplo
     reminders = deployment.configurations["Reminders"]
     assert str(reminders["Environment"]["Variables"]["REMINDER_MAX_LATE_HOURS"]) == COMMON_PARAMETERS["ReminderMaxLateHours"]
     assert reminders["Timeout"] == 60
+    assert deployment.configurations["PublishChanges"]["Timeout"] == 60
+    # Only the cleanup prunes the change log: only it is told how long entries are kept.
+    kept = {lid for lid, c in deployment.configurations.items() if "CHANGES_RETENTION_DAYS" in c["Environment"]["Variables"]}
+    assert kept == {"Cleanup"}, kept
+    cleanup = deployment.configurations["Cleanup"]["Environment"]["Variables"]
+    assert str(cleanup["CHANGES_RETENTION_DAYS"]) == COMMON_PARAMETERS["ChangesRetentionDays"]
 
 
 def test_put_events_is_granted_on_the_bus_alone_in_the_translated_policy(deployed):

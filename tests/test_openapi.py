@@ -44,6 +44,7 @@ def test_each_route_documents_the_statuses_the_contract_gives_it():
     assert statuses("/api/{user_id}/tasks/{task_id}", "delete") >= {204, 401, 403, 404, 412, 503}
     assert statuses("/api/{user_id}/categories", "post") >= {201, 409}
     assert statuses("/health", "get") == {200, 422, 500, 503}
+    assert statuses("/api/{user_id}/changes", "get") == {200, 400, 401, 403, 410, 422, 500, 503}
     task = build_openapi()["components"]["schemas"]["TaskPublic"]
     assert set(task["required"]) == {
         "id", "title", "description", "completed", "completed_at", "priority", "due_at", "category_id", "tags",

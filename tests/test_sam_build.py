@@ -308,9 +308,12 @@ def test_built_function_answers(function: Function, route: Route, tmp_path: Path
 @pytest.mark.parametrize("function", _scheduled_cases())
 def test_built_scheduled_function_runs(function: Function, database_url: str, sql: Any, tmp_path: Path) -> None:
     """Runs for real on the test run's own migrated database (never on `postgres`)."""
-    assert function.logical_id in ("Cleanup", "Reminders"), f"{function.logical_id}: a new scheduled function needs its own case here"
+    assert function.logical_id in ("Cleanup", "Reminders", "PublishChanges"), f"{function.logical_id}: a new scheduled function needs its own case here"
     if function.logical_id == "Reminders":
         _built_reminders_run(function, sql, tmp_path, database_url)
+        return
+    if function.logical_id == "PublishChanges":
+        _built_publish_run(function, sql, tmp_path, database_url)
         return
     user = f"sam-build-{uuid.uuid4().hex[:8]}"
     sql.run("INSERT INTO users (id) VALUES (:user)", user=user)
@@ -335,6 +338,21 @@ def test_built_scheduled_function_runs(function: Function, database_url: str, sq
     assert response["tasks_deleted"] >= 1 and response["idempotency_keys_deleted"] >= 1 and response["finished"] is True
     assert sql.run("SELECT id FROM tasks WHERE user_id = :user", user=user) == [[live]]
     assert sql.run("SELECT count(*) FROM idempotency_keys WHERE user_id = :user", user=user) == [[0]]
+    assert_imports_only_from_build(result, BUILD_DIR / function.logical_id)
+
+
+def _built_publish_run(function: Function, sql: Any, tmp_path: Path, database_url: str) -> None:
+    """A change just written is published (no bus configured: to the log) and marked."""
+    user = f"sam-build-{uuid.uuid4().hex[:8]}"
+    sql.run("INSERT INTO users (id) VALUES (:user)", user=user)
+    sql.run("INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), :user, 'logged')", user=user)
+    event = json.loads((REPO_ROOT / "events" / "PublishChanges.json").read_text())
+
+    result = invoke_built(function, event, database_url, tmp_path)
+
+    response = result["response"]
+    assert set(response) == {"published", "finished"} and response["published"] >= 1, response
+    assert sql.run("SELECT published_at IS NOT NULL FROM change_log WHERE user_id = :user", user=user) == [[True]]
     assert_imports_only_from_build(result, BUILD_DIR / function.logical_id)
 
 

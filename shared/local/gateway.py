@@ -19,7 +19,7 @@ so it works offline).
 Without `DATABASE_URL`, `serve` runs an embedded Postgres with its data in
 `<local dir>/pgdata` and stops it when it stops.
 
-Every scheduled function of the template (Cleanup, Reminders) runs on its own schedule in
+Every scheduled function of the template (Cleanup, Reminders, PublishChanges) runs on its own schedule in
 the background (scheduler.py) and stops with `serve`; without `EVENT_BUS_NAME` the events
 they publish go to the log and to `<local dir>/events.jsonl`.
 

@@ -59,7 +59,7 @@ def cleanup_database(cleanup_database_name: str, app_url: Callable[[str], str]) 
 def sql(postgres_server: dict[str, Any], cleanup_database_name: str, cleanup_database: str) -> Iterator[pg8000.native.Connection]:
     """A direct connection to this module's database, emptied first."""
     connection = pg8000.native.Connection(**postgres_server, database=cleanup_database_name)
-    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, users")
+    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, change_log, users")
     yield connection
     connection.close()
 
@@ -220,8 +220,9 @@ def test_the_rule_is_fixed_when_the_run_starts(sql, alice, retention_days, batch
     assert not before & task_ids(sql)
 
 
-def test_a_row_held_by_a_restore_in_progress_is_skipped_not_waited_for(sql, alice, postgres_server, cleanup_database_name):
+def test_a_row_held_by_a_restore_in_progress_is_skipped_not_waited_for(sql, alice, bob, postgres_server, cleanup_database_name):
     expired = sorted(add_tasks(sql, alice, 5, f"now() - {RETENTION} - interval '1 day'"))
+    others = add_tasks(sql, bob, 3, f"now() - {RETENTION} - interval '1 day'")
     restore = pg8000.native.Connection(**postgres_server, database=cleanup_database_name)
     try:
         restore.run("BEGIN")
@@ -229,13 +230,16 @@ def test_a_row_held_by_a_restore_in_progress_is_skipped_not_waited_for(sql, alic
         started = time.monotonic()
         result = invoke()
         # It did not wait on the held row (a wait would end in the 5 s statement timeout),
-        # and it says honestly that something expired may be left.
+        # nor on alice's user row, which her write in progress holds (a purge appends to her
+        # change log): her expired tasks are the next run's; bob's went. It says honestly that
+        # something expired may be left.
         assert time.monotonic() - started < 3
-        assert result == {"tasks_deleted": 4, "idempotency_keys_deleted": 0, "finished": False}
+        assert result == {"tasks_deleted": len(others), "idempotency_keys_deleted": 0, "finished": False}
+        assert task_ids(sql) == set(expired)
         restore.run("COMMIT")
     finally:
         restore.close()
-    assert invoke() == {"tasks_deleted": 0, "idempotency_keys_deleted": 0, "finished": True}
+    assert invoke() == {"tasks_deleted": 4, "idempotency_keys_deleted": 0, "finished": True}
     assert task_ids(sql) == {expired[0]}
 
 
@@ -466,9 +470,9 @@ def test_the_finished_check_may_take_the_runs_time_not_one_requests_timeout(sql,
     outlasts even that claims nothing, loses nothing, and does not fail the run."""
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "0.3")
     db.reset()
-    slow_check = lambda seconds: with_extra_queries(lambda n: [db.Query(f"SELECT pg_sleep({seconds})")] if n == 4 else [])  # noqa: E731
+    slow_check = lambda seconds: with_extra_queries(lambda n: [db.Query(f"SELECT pg_sleep({seconds})")] if n == 5 else [])  # noqa: E731
     try:
-        # Flight 1: the cut-off; 2: the tasks' batch; 3: the records' batch; 4: the check, made slow.
+        # Flight 1: the cut-off; 2: the tasks' batch; 3: the records' batch; 4: the change log's; 5: the check, made slow.
         add_tasks(sql, alice, 3, f"now() - {RETENTION} - interval '1 day'")
         kept = add_tasks(sql, alice, 2, None)
         monkeypatch.setattr(cleanup, "flight", slow_check(1))  # over 0.3 s, within the run's time

@@ -59,7 +59,9 @@ def _world(api, user: str) -> dict[str, str]:
 def _snapshot(sql, users: list[str]) -> list:
     return [
         sql.run(f"SELECT * FROM {table} WHERE {column} = ANY(:users) ORDER BY 1, 2", users=users)
-        for table, column in (("tasks", "user_id"), ("categories", "user_id"), ("users", "id"), ("idempotency_keys", "user_id"))
+        for table, column in (
+            ("tasks", "user_id"), ("categories", "user_id"), ("users", "id"), ("idempotency_keys", "user_id"), ("change_log", "user_id"),
+        )  # fmt: skip
     ]
 
 
@@ -120,9 +122,15 @@ def test_a_denied_path_reads_nothing_not_even_the_user_row(api, sql, alice, bob)
 def test_lists_hold_only_the_callers_data(api, alice, bob):
     alices = _world(api, alice)
     _world(api, bob)
-    for path in ("/api/me/tasks", "/api/me/trash", "/api/me/categories"):
+    for path in ("/api/me/tasks", "/api/me/trash", "/api/me/categories", "/api/me/changes"):
         items = api.get(path, user=bob).json()["items"]
         assert items and not {item["id"] for item in items} & set(alices.values()), path
+    # ... and the feed's changes after a full sync: bob's own only, whatever alice does.
+    cursor = api.get("/api/me/changes", user=bob, query={"limit": 500}).json()["next_cursor"]
+    api.patch(f"/api/me/tasks/{alices['task_id']}", user=alice, json={"title": "alice again"})
+    api.create_task(bob, title="bob again")
+    items = api.get("/api/me/changes", user=bob, query={"cursor": cursor}).json()["items"]
+    assert [item["data"]["title"] for item in items if item["kind"] == "task"] == ["bob again"]
 
 
 def test_me_and_the_callers_own_id_are_the_same_user(api, alice):

@@ -58,7 +58,7 @@ def reminders_database(reminders_database_name: str, app_url: Callable[[str], st
 @pytest.fixture
 def sql(postgres_server: dict[str, Any], reminders_database_name: str, reminders_database: str) -> Iterator[pg8000.native.Connection]:
     connection = pg8000.native.Connection(**postgres_server, database=reminders_database_name)
-    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, users")
+    connection.run("TRUNCATE task_tags, tasks, categories, idempotency_keys, change_log, users")
     yield connection
     connection.close()
 
@@ -66,10 +66,13 @@ def sql(postgres_server: dict[str, Any], reminders_database_name: str, reminders
 class Bus:
     """moto's EventBridge behind the real publisher; every PutEvents entry it was asked to
     put is recorded (`attempts`), and those it accepted (`put`). `fail(ids)` makes the
-    entries of those task ids fail, as EventBridge answers a throttled or broken entry."""
+    entries of those task ids fail, as EventBridge answers a throttled or broken entry.
+    (`key`: the detail field that names an entry; tests/functions/test_publish_changes.py
+    uses `event_id`.)"""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, key: str = "task_id") -> None:
         self.client = client
+        self.key = key
         self.attempts: list[dict[str, Any]] = []
         self.put: list[dict[str, Any]] = []
         self.calls: list[int] = []
@@ -81,11 +84,11 @@ class Bus:
         with self._lock:
             self.calls.append(len(Entries))
             self.attempts += details
-        passing = [entry for entry, detail in zip(Entries, details) if detail["task_id"] not in self.failing]
+        passing = [entry for entry, detail in zip(Entries, details) if detail[self.key] not in self.failing]
         answer = self.client.put_events(Entries=passing)["Entries"] if passing else []
         results, accepted = [], iter(answer)
         for entry, detail in zip(Entries, details):
-            if detail["task_id"] in self.failing:
+            if detail[self.key] in self.failing:
                 results.append({"ErrorCode": "InternalFailure", "ErrorMessage": "injected"})
             else:
                 result = next(accepted)
@@ -99,7 +102,7 @@ class Bus:
         self.failing = set(task_ids)
 
     def sent_ids(self) -> list[str]:
-        return [detail["task_id"] for detail in self.put]
+        return [detail[self.key] for detail in self.put]
 
 
 @pytest.fixture
@@ -487,7 +490,7 @@ def test_serves_scheduler_runs_the_reminders_on_their_schedule_and_writes_events
     path = tmp_path / "events.jsonl"
     events.use_local_events_file(path)
     jobs = template_jobs(overrides={"Reminders": Rate(timedelta(seconds=0.3), "rate(0.3 seconds)")})
-    assert sorted(job.name.split()[0] for job in jobs) == ["Cleanup", "Reminders"]
+    assert sorted(job.name.split()[0] for job in jobs) == ["Cleanup", "PublishChanges", "Reminders"]
     first = add_reminders(sql, alice, 2, "now() - interval '1 minute'")
     scheduler = Scheduler(jobs).start()
     try:

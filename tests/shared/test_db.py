@@ -129,6 +129,7 @@ ROUTES = [
     ("GET", "/api/me/categories/{category}", None, None),
     ("PATCH", "/api/me/categories/{category}", {"color": "#123456"}, None),
     ("DELETE", "/api/me/categories/{doomed}", None, None),
+    ("GET", "/api/me/changes", None, None),
 ]
 
 

@@ -33,7 +33,7 @@ def test_the_application_role_is_neither_owner_nor_superuser(database_url):
     assert result.rows == [{"role": "todo_app", "rolsuper": False, "rolbypassrls": False, "owns": False}]
 
 
-@pytest.mark.parametrize("table", ["tasks", "categories", "users", "idempotency_keys", "task_tags"])
+@pytest.mark.parametrize("table", ["tasks", "categories", "users", "idempotency_keys", "task_tags", "change_log"])
 def test_a_query_without_an_owner_filter_sees_only_the_callers_rows(two_users, sql, table):
     alice, bob = two_users
     owner = "id" if table == "users" else "user_id"
@@ -84,3 +84,23 @@ def test_the_cleanup_role_sees_only_trash_and_expired_records(two_users, sql):
     assert keys.rows == [{"user_id": alice}]  # bob's record has not expired
     with pytest.raises(QueryFailed, match="permission denied"):
         flight(Query("SELECT count(*) FROM categories"), role=CLEANUP_ROLE)
+
+
+def test_the_change_log_is_written_by_its_triggers_only(two_users, sql):
+    """The application role reads its own entries and cannot forge, edit or drop any; the
+    publisher may only mark entries published; nobody may call the trigger functions."""
+    alice, _ = two_users
+    for statement in (
+        "INSERT INTO change_log (user_id, seq, kind, object_id, action, at) VALUES ($1, 999, 'task', gen_random_uuid(), 'created', now())",
+        "UPDATE change_log SET published_at = now() WHERE user_id = $1",
+        "DELETE FROM change_log WHERE user_id = $1",
+        "UPDATE users SET last_change = 0 WHERE id = $1 AND false",
+    ):
+        with pytest.raises(QueryFailed, match="permission denied"):
+            flight(Query(statement, (alice,)), user_id=alice)
+    with pytest.raises(QueryFailed, match="permission denied"):
+        flight(Query("UPDATE change_log SET seq = seq + 1000"), role="todo_publisher")
+    with pytest.raises(QueryFailed, match="permission denied"):
+        flight(Query("UPDATE users SET last_change = 0"), role="todo_publisher")
+    with pytest.raises(QueryFailed, match="trigger functions can only be called as triggers"):
+        flight(Query("SELECT change_log_tasks()"), user_id=alice)
