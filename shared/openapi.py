@@ -22,13 +22,24 @@ _GATEWAY_REFUSAL = {
 }
 
 
+# What the gateway answers itself when a route's throttle (template parameters ThrottleRate,
+# ThrottleBurst) is exceeded: every route, before any function runs. `todo-api serve` does
+# not throttle.
+_GATEWAY_THROTTLED = {
+    "description": "Throttled by the API gateway (ThrottleRate / ThrottleBurst); retry later. Not sent by `todo-api serve`",
+    "content": {"application/json": {**_GATEWAY_REFUSAL, "example": {"message": "Too Many Requests"}}},
+}
+
+
 def _problems_as_problem_json(operation: dict[str, Any], *, public: bool) -> None:
     """FastAPI files every response model under application/json; errors are problem+json.
 
     A protected route's 401 also comes from the gateway, as `{"message":"Unauthorized"}`."""
     for status, response in operation.get("responses", {}).items():
         content = response.get("content", {})
-        if int(status) >= 400 and "application/json" in content:
+        schema = (content.get("application/json") or {}).get("schema") or {}
+        # The MCP transport's own errors are JSON-RPC, as that protocol says: left as they are.
+        if int(status) >= 400 and schema.get("$ref", "").endswith("/Problem"):
             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
         if status == "401" and not public:
             content["application/json"] = _GATEWAY_REFUSAL
@@ -45,6 +56,7 @@ def build_openapi() -> dict[str, Any]:
         for path, operations in document.get("paths", {}).items():
             for method, operation in operations.items():
                 _problems_as_problem_json(operation, public=not operation.get("security"))
+                operation["responses"] = dict(sorted({**operation["responses"], "429": copy.deepcopy(_GATEWAY_THROTTLED)}.items()))
                 paths.setdefault(path, {})[method] = operation
         components = document.get("components", {})
         schemas.update(components.get("schemas", {}))

@@ -17,17 +17,19 @@ operator. Anything else runs after the policy's qual: a filter, not an index con
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from pydantic import Field
+
 from shared.db import Query, Sql
-from shared.models import Priority, TaskPublic
+from shared.models import InputDateTime, PageQuery, Priority, SearchWords, Tag, TaskPublic
 
 SortName = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
-    "priority", "-priority", "title", "-title",
+    "priority", "-priority", "title", "-title", "position", "-position",
 ]  # fmt: skip
 Status = Literal["all", "pending", "completed"]
 
@@ -40,12 +42,16 @@ _KEYS = {
     "due_at": ("due_key_asc", "due_key_desc", "timestamptz"),
     "priority": ("priority", "priority", "smallint"),
     "title": ("title_key", "title_key", "text"),
+    # COLLATE "C" is the column's: the cursor's text parameter takes it (byte-wise, as the keys mean).
+    "position": ("position", "position", "text"),
 }
 # filter -> its condition (parameters named after the filter)
 _CONDITIONS = {
     "status": "completed = :completed::bool",
     "priority": "priority = :priority::smallint",
     "category_id": "category_id = :category_id::uuid",
+    "parent_id": "parent_id = :parent_id::uuid",
+    "top_level": "parent_id IS NULL",
     "due_before": "due_at < :due_before::timestamptz",
     "due_after": "due_at >= :due_after::timestamptz",
     "tag": "id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id AND tag = :tag::text)",
@@ -58,6 +64,7 @@ class TaskFilters:
     status: Status = "all"
     priority: Literal["low", "medium", "high"] | None = None
     category_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | Literal["none"] | None = None  # "none": top-level tasks only
     tag: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None
@@ -74,13 +81,37 @@ class TaskFilters:
             found["status"] = {"completed": self.status == "completed"}
         if self.priority is not None:
             found["priority"] = {"priority": int(Priority[self.priority])}
-        for name in ("category_id", "due_before", "due_after", "tag"):
-            if getattr(self, name) is not None:
+        if self.parent_id == "none":
+            found["top_level"] = {}
+        for name in ("category_id", "parent_id", "due_before", "due_after", "tag"):
+            if getattr(self, name) not in (None, "none"):
                 found[name] = {name: getattr(self, name)}
         patterns = [f"%{_escape_like(word)}%" for word in (self.q or "").split()]
         if patterns:
             found["q"] = {"rarest": max(patterns, key=len), "patterns": patterns}
         return found
+
+
+class TaskListQuery(PageQuery):
+    """`GET /tasks`' query parameters and the `list_tasks` tool's arguments: one set of rules."""
+
+    status: Status = "all"
+    priority: Literal["low", "medium", "high"] | None = None
+    category_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | Literal["none"] | None = Field(
+        default=None, description="That task's subtasks, or `none`: top-level tasks only"
+    )
+    tag: Tag | None = Field(default=None, description="Tasks carrying this tag")
+    due_before: InputDateTime | None = Field(default=None, description="due_at before this (exclusive), RFC 3339")
+    due_after: InputDateTime | None = Field(default=None, description="due_at at or after this, RFC 3339")
+    q: SearchWords | None = Field(default=None, description="Every word in title or description, any case")
+    sort: SortName = Field(
+        default="-created_at",
+        description="`-` for descending; ties on id; no due_at sorts last; `position`: the manual order among siblings",
+    )
+
+    def filters(self) -> TaskFilters:
+        return TaskFilters(**{f.name: getattr(self, f.name) for f in fields(TaskFilters)})
 
 
 def _escape_like(word: str) -> str:

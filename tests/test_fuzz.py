@@ -32,10 +32,21 @@ Longer runs, behind environment variables (about 50 cases a second here):
 The summary (cases per phase, answers per operation, what was accepted and why, every
 distinct failure) is printed whether or not pytest captures output.
 
+`POST /mcp` is left out of this run, on purpose: its HTTP contract is JSON-RPC, where a
+tool's refusal is a 200 carrying `isError` by the protocol's own rule, so schemathesis'
+negative- and positive-data checks would judge MCP, not this API; and the document gives
+its body as the generic JSON-RPC envelope, so generated bodies would mostly exercise the
+SDK's parser. The tools themselves take the REST routes' own models and data functions,
+which this run fuzzes through the routes; tests/functions/test_mcp.py,
+tests/functions/test_ownership.py and tests/e2e/test_mcp_client.py hold the tools to the
+same rules. `GET /.well-known/oauth-protected-resource` is in the run like every route.
+
 What the run accepts although a check would flag it, each because the contract says so and
 schemathesis cannot know it (see `_ACCEPTED` below; every one is counted and printed):
 - an opaque cursor the server did not issue is 400 (schema-valid strings are not cursors);
-- a `category_id` that is not one of the caller's categories is 422;
+- a `category_id` that is not one of the caller's categories is 422; so is a `parent_id` or a
+  move's `after` that the tree's rules refuse (not a live task of the caller's, a cycle,
+  too deep, 200 subtasks, not a child of that parent);
 - a method no route has is the gateway's own `404 {"message":"Not Found"}`, as API Gateway's
   HTTP API answers it (schemathesis expects 405);
 - a task read after its DELETE is there again if it was restored from the trash since
@@ -66,6 +77,7 @@ from shared.local import keys
 from shared.local.authorizer import AuthorizerConfig, JwtAuthorizer
 from shared.local.gateway import Gateway
 from shared.local.settings import LOCAL_DIR_ENV
+from shared.settings import get_settings
 from tests.lambda_api import LambdaApi
 
 # With metrics off (see `local_dir`), Powertools warns each time its buffer of 100 fills.
@@ -149,6 +161,10 @@ def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv(LOCAL_DIR_ENV, str(path))
         for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "CORS_ALLOW_ORIGINS"):
             mp.delenv(name, raising=False)
+        # The issuer this gateway trusts, as `serve` gives it to the functions (the protected
+        # resource metadata names it).
+        mp.setenv("JWT_ISSUER", keys.LOCAL_ISSUER)
+        get_settings.cache_clear()
         # Thousands of requests: no metric line and no INFO log line for each (errors still
         # log). A filter, not a level: Powertools sets the level again on every invocation.
         mp.setenv("POWERTOOLS_METRICS_DISABLED", "true")
@@ -159,6 +175,7 @@ def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             yield path
         finally:
             service_logger.removeFilter(quiet)
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +282,15 @@ class Steering:
                 body["category_id"] = self.caller.categories[b % len(self.caller.categories)]
             elif b < 75:
                 body["category_id"] = self.other.categories[b % len(self.other.categories)]  # 422
+        for name in ("parent_id", "after"):  # a subtask's parent, a move's sibling: often real tasks
+            if isinstance(body, dict) and isinstance(body.get(name), str) and _UUID.match(body[name]):
+                b = _bucket(f"body.{name}", label, body[name])
+                if label.endswith("/move") and name == "parent_id" and b < 40:
+                    body[name] = None  # to the top level, where the seeded tasks are: `after` one of them is valid
+                elif b < 60:
+                    body[name] = self.caller.tasks[b % len(self.caller.tasks)]
+                elif b < 70:
+                    body[name] = self.other.tasks[b % len(self.other.tasks)]  # 422
         if headers is not None:
             # Assigning the container makes schemathesis validate the headers again, so a
             # case is called positive only if its headers do match the document. (4.32's
@@ -299,8 +325,10 @@ def foreign_objects_are_not_found(ctx: Any, response: Any, case: Any) -> bool | 
     target = params.get("task_id") or params.get("category_id")
     in_path = isinstance(target, str) and target in theirs
     if not in_path:
-        target = case.body.get("category_id") if isinstance(case.body, dict) else None
-        if not isinstance(target, str) or target not in theirs:
+        fields = ("category_id", "parent_id", "after")
+        found = [case.body.get(name) for name in fields] if isinstance(case.body, dict) else []
+        target = next((value for value in found if isinstance(value, str) and value in theirs), None)
+        if target is None:
             return None
     steering.foreign[case.operation.label] += 1
     refused = (400, 401, 404, 413, 415, 422) if in_path else range(400, 600)
@@ -385,6 +413,21 @@ def _recurrence_rule(failure: str, case: Any, response: Any) -> bool:
     )
 
 
+# The tree's rules (parent_id: a live task of the caller's, no cycle, depth, 200 children;
+# a move's `after`: a live child of that parent) depend on the stored tasks.
+_TREE_FIELDS = {("body", "parent_id"), ("body", "after")}
+
+
+def _tree_rule(failure: str, case: Any, response: Any) -> bool:
+    errors = _problem(response).get("errors") or []
+    return (
+        failure == "RejectedPositiveData"
+        and response.status_code == 422
+        and len(errors) == 1
+        and tuple(errors[0].get("loc") or ()) in _TREE_FIELDS
+    )
+
+
 def _restored_from_trash(failure: str, case: Any, response: Any) -> bool:
     """DELETE moves a task to the trash and restore brings it back (a route schemathesis does
     not know re-creates it): a task restored since its last DELETE is there again."""
@@ -410,6 +453,7 @@ _ACCEPTED = {
     "opaque cursor not issued by the server: 400": _opaque_cursor,
     "category_id not one of the caller's: 422": _not_your_category,
     "recurrence, timezone or remind_at breaks a rule the schema cannot say: 422": _recurrence_rule,
+    "parent_id or after is not a task the tree rules allow there: 422": _tree_rule,
     "method no route has: the gateway's 404": _gateway_unknown_method,
     "task read after DELETE, restored from the trash since": _restored_from_trash,
 }
@@ -565,7 +609,7 @@ def _record(outcome: Outcome, recorder: Any) -> None:
 def fuzz(gateway: Gateway, users: dict[str, User], caller: str, wfc_path: Path) -> Outcome:
     other = next(name for name in users if name != caller)
     steering = Steering(users[caller], users[other])
-    schema = schemathesis.openapi.from_asgi("/openapi.json", gateway, config=_config(wfc_path, caller))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", gateway, config=_config(wfc_path, caller)).exclude(path="/mcp")
     outcome = Outcome()
 
     @schema.hook
