@@ -103,10 +103,21 @@ def layer_build() -> Path:
     return BUILD_DIR / "SharedLayer" / "python"
 
 
+def host_architecture() -> str:
+    """This machine as the template's `Architecture` names it (the build must run here)."""
+    return {"aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "x86_64")
+
+
 def ensure_build(smoke: bool) -> bool:
-    """Whether there is a build to cold-start; made (`infra/sam.sh build`, minutes) when
-    missing, except in a smoke run, which then leaves the cold starts out."""
+    """Whether there is a build to cold-start; made (`infra/sam.sh build` for this machine's
+    architecture, minutes) when missing, except in a smoke run, which then leaves the cold
+    starts out."""
     if layer_build().is_dir():
+        marker = layer_build().parent / "architecture"
+        built = marker.read_text().strip() if marker.is_file() else host_architecture()
+        if built != host_architecture():
+            raise SystemExit(f"{BUILD_DIR} is built for {built}, this machine is {host_architecture()}: rebuild with "
+                             f"infra/sam.sh build --parameter-overrides Architecture={host_architecture()}")
         return True
     if smoke:
         return False
@@ -115,7 +126,8 @@ def ensure_build(smoke: bool) -> bool:
         subprocess.run(["bash", str(REPO / "infra" / "install-sam.sh")], cwd=REPO, check=True)
     log(f"No {BUILD_DIR}: running infra/sam.sh build ...")
     extra = [] if BUILD_DIR == DEFAULT_BUILD_DIR else ["--build-dir", str(BUILD_DIR)]
-    subprocess.run([str(REPO / "infra" / "sam.sh"), "build", *extra], cwd=REPO, check=True)
+    subprocess.run([str(REPO / "infra" / "sam.sh"), "build", "--parameter-overrides",
+                    f"Architecture={host_architecture()}", *extra], cwd=REPO, check=True)
     return True
 
 
@@ -464,7 +476,8 @@ import sys, time
 t0 = time.perf_counter()
 import json, os
 
-task_dir, layer_dir, runtime_dir, result_path, function_name, handler_path, event_json, forbidden = sys.argv[1:9]
+(task_dir, layer_dir, runtime_dir, result_path, function_name, handler_path, event_json, forbidden,
+ second_json, priming) = sys.argv[1:11]
 forbidden = set(forbidden.split(","))
 
 
@@ -499,13 +512,18 @@ class Context:
         return 10_000
 
 
-event = json.loads(event_json)
+event, second_event = json.loads(event_json), json.loads(second_json)
 t1 = time.perf_counter()
+if priming == "off":  # inside the timed init: the app imports shared.snapstart anyway
+    from shared import snapstart
+    snapstart.disable_priming()
 module_name, _, attribute = handler_path.rpartition(".")
 handler = getattr(__import__(module_name), attribute)
 t2 = time.perf_counter()
 response = handler(event, Context())
 t3 = time.perf_counter()
+second = handler(second_event, Context())  # the same instance's next event: a warm one
+t4 = time.perf_counter()
 
 
 def peak_rss_kb():
@@ -526,8 +544,9 @@ import shared
 
 with open(result_path, "w") as out:
     json.dump({
-        "import": t2 - t1, "first": t3 - t2, "total": t3 - t1, "startup": t1 - t0,
+        "import": t2 - t1, "first": t3 - t2, "total": t3 - t1, "startup": t1 - t0, "second": t4 - t3,
         "status": response.get("statusCode", "ok") if isinstance(response, dict) else "ok",
+        "second_status": second.get("statusCode", "ok") if isinstance(second, dict) else "ok",
         "rss_kb": peak_rss_kb(), "shared": shared.__file__, "tried": Watch.tried,
         "loaded": sorted(name for name in sys.modules if name.partition(".")[0] in forbidden),
         "modules": len(sys.modules),
@@ -557,7 +576,7 @@ for _name in ROUTE_MODULES:
 handler = lambda_handler(app)
 '''
 
-VARIANTS = ("shipped", "warm", "source", "monolith")
+VARIANTS = ("shipped", "unprimed", "warm", "source", "monolith")
 # What Lambda's python3.13 runtime has on sys.path after the layer (/var/runtime): boto3.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "urllib3")
 
@@ -607,7 +626,8 @@ def build_layouts(root: Path, python: str, http_functions: list[str], all_functi
         layout.tasks[variant] = root / variant / "task"
         for name in all_functions:
             copy(BUILD_DIR / name, layout.tasks[variant] / name, bytecode=variant == "shipped")
-    layout.layers["monolith"] = layout.layers["shipped"]
+    layout.layers["monolith"] = layout.layers["unprimed"] = layout.layers["shipped"]
+    layout.tasks["unprimed"] = layout.tasks["shipped"]  # the same files, priming switched off
     # The monolith: /var/task = app.py + routes/<function>.py (each function's own module).
     mono = root / "monolith" / "task" / "Monolith"
     (mono / "routes").mkdir(parents=True)
@@ -649,6 +669,13 @@ def cold_event(function: str, seeded: Seed, template_functions: dict[str, Any]) 
     return http_event(route.method, path, route.path, user, body)
 
 
+def cold_events(function: str, seeded: Seed, template_functions: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A process's first event and the next one (fresh ids and names each)."""
+    first, second = cold_event(function, seeded, template_functions), cold_event(function, seeded, template_functions)
+    assert first is not None and second is not None
+    return first, second
+
+
 def child_env(database_url: str, function: str) -> dict[str, str]:
     from shared.template import load_template
 
@@ -670,14 +697,17 @@ class ChildFailed(RuntimeError):
     pass
 
 
-def run_child(python: str, layout: Layout, variant: str, function: str, handler: str, event: dict[str, Any],
-              database_url: str, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_child(python: str, layout: Layout, variant: str, function: str, handler: str,
+              events: tuple[dict[str, Any], dict[str, Any]], database_url: str,
+              extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One fresh process: init, `events[0]` (the first event), `events[1]` (the next: warm)."""
     task = layout.tasks[variant] / ("Monolith" if variant == "monolith" else function)
     result_path = layout.root / "results" / f"{uuid.uuid4().hex}.json"
     started = time.perf_counter()
     completed = subprocess.run(
         [python, "-I", "-S", "-B", *extra_args, "-c", CHILD, str(task), str(layout.layers[variant]),
-         str(layout.runtime or ""), str(result_path), function, handler, json.dumps(event), ",".join(FORBIDDEN)],
+         str(layout.runtime or ""), str(result_path), function, handler, json.dumps(events[0]), ",".join(FORBIDDEN),
+         json.dumps(events[1]), "off" if variant == "unprimed" else "on"],
         cwd=layout.root / "cwd", env=child_env(database_url, function),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=180,
     )
@@ -724,7 +754,7 @@ def bench_cold(server: Any, seeded: Seed, rounds: int, source_rounds: int, pytho
             if (warmup, variant) in results:
                 with contextlib.suppress(ChildFailed):
                     run_child(python, layout, variant, warmup, template_functions[warmup].handler,
-                              cold_event(warmup, seeded, template_functions), server.url)
+                              cold_events(warmup, seeded, template_functions), server.url)
         for round_ in range(rounds):
             runs = [run for run in all_runs if run[0] not in failures
                     and (run[1] != "source" or round_ < source_rounds)]
@@ -732,14 +762,17 @@ def bench_cold(server: Any, seeded: Seed, rounds: int, source_rounds: int, pytho
             for name, variant in runs:
                 if name in failures:
                     continue
-                event = cold_event(name, seeded, template_functions)  # fresh ids / names each run
+                events = cold_events(name, seeded, template_functions)  # fresh ids / names each run
                 try:
-                    result = run_child(python, layout, variant, name, template_functions[name].handler, event, server.url)
+                    result = run_child(python, layout, variant, name, template_functions[name].handler, events, server.url)
                 except ChildFailed as error:
                     failures[name] = str(error)
                     continue
                 if expected.setdefault(name, result["status"]) != result["status"]:
                     failures[name] = f"{name} ({variant}) answered {result['status']}, other runs {expected[name]}"
+                    continue
+                if result["second_status"] != result["status"]:
+                    failures[name] = f"{name} ({variant}) answered {result['status']}, then {result['second_status']}"
                     continue
                 results[(name, variant)].append(result)
             log(f"  round {round_ + 1}/{rounds} done ({time.perf_counter() - started:.0f} s)")
@@ -759,7 +792,7 @@ def import_profile(python: str, layout: Layout, seeded: Seed, database_url: str,
     """One shipped cold start of GetTask under -X importtime: self time per top-level package."""
     name = "GetTask"
     result = run_child(python, layout, "shipped", name, template_functions[name].handler,
-                       cold_event(name, seeded, template_functions), database_url, ("-X", "importtime"))
+                       cold_events(name, seeded, template_functions), database_url, ("-X", "importtime"))
     per_package: dict[str, int] = {}
     for line in result["stderr"].splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
@@ -851,6 +884,42 @@ def print_cold(cold: dict[str, Any], rounds: int, source_rounds: int) -> dict[st
         print(f"   NOT BUILT (in template.yaml, not in .aws-sam/build: run infra/sam.sh build): {', '.join(cold['missing'])}")
     if cold["no_event"]:
         print(f"   NO EVENT (no route and no events/<Function>.json): {', '.join(cold['no_event'])}")
+    return summary
+
+
+def print_priming(cold: dict[str, Any]) -> dict[str, float]:
+    """Section 5: the first event after priming against the same process's next (warm) event,
+    and what priming adds to init (what a SnapStart snapshot hides), from the cold runs."""
+    results = cold["results"]
+
+    def med(name: str, variant: str, key: str) -> float:
+        return median_ms([r[key] for r in results.get((name, variant), [])])
+
+    print("\n5. PRIMING: per function, a fresh process as in 3. (shipped = primed at init, as built; unprimed = the")
+    print("   same files with shared.snapstart's priming switched off): init (`import app`), then the first event,")
+    print("   then the same instance's next event (warm: its own new connection too, as every event has)")
+    print(f"   {'function':<16}{'init':>7}{'unprimed':>9}{'+prime':>8}{'first':>7}{'warm':>7}{'first/warm':>11}"
+          f"{'unprimed first':>15}{'warm':>7}{'first/warm':>11}   (ms; goal first/warm <= 1.2 primed)")
+    primed_ratios, unprimed_ratios, added = [], [], []
+    for name in cold["built"]:
+        if name in cold["failures"] or not results.get((name, "shipped")) or not results.get((name, "unprimed")):
+            continue
+        init_p, init_u = med(name, "shipped", "import"), med(name, "unprimed", "import")
+        first_p, warm_p = med(name, "shipped", "first"), med(name, "shipped", "second")
+        first_u, warm_u = med(name, "unprimed", "first"), med(name, "unprimed", "second")
+        primed_ratios.append(first_p / warm_p)
+        unprimed_ratios.append(first_u / warm_u)
+        added.append(init_p - init_u)
+        print(f"   {name:<16}{init_p:>7.0f}{init_u:>9.0f}{init_p - init_u:>8.1f}{first_p:>7.1f}{warm_p:>7.1f}"
+              f"{first_p / warm_p:>11.2f}{first_u:>15.1f}{warm_u:>7.1f}{first_u / warm_u:>11.2f}")
+    if not primed_ratios:
+        return {}
+    summary = {"primed": statistics.median(primed_ratios), "worst": max(primed_ratios),
+               "unprimed": statistics.median(unprimed_ratios), "added": statistics.median(added)}
+    print(f"   first/warm, median over functions: primed {summary['primed']:.2f} ({verdict(summary['primed'], 1.2)}; "
+          f"worst {summary['worst']:.2f}), unprimed {summary['unprimed']:.2f}; priming adds "
+          f"{summary['added']:.1f} ms to init (median): with SnapStart the snapshot holds it, without it "
+          "each new instance pays it once, before its first event instead of in it")
     return summary
 
 
@@ -961,8 +1030,10 @@ def main(argv: list[str] | None = None) -> int:
             conn_summary = print_connection(connection, args.conn_samples, psycopg, check) if connection else None
             warm_ratios = print_warm(warm, args.warm_samples) if warm else {}
             cold_summary = print_cold(cold, args.cold_rounds, min(args.source_rounds, args.cold_rounds)) if cold else None
+            priming = {}
             if cold:
                 print_profile(cold["profile"])
+                priming = print_priming(cold)
                 for name, error in cold["failures"].items():
                     check(False, f"cold start of {name}: {error}")
             goals = []
@@ -971,6 +1042,9 @@ def main(argv: list[str] | None = None) -> int:
             goals += [Goal(f"warm {label}", ratio, 1.3) for label, ratio in warm_ratios.items()]
             if cold_summary and "warm" in cold_summary:
                 goals.append(Goal("cold shipped/warm .pyc", cold_summary["warm"], 1.1))
+            if priming:
+                goals.append(Goal("first event after priming/warm event", priming["primed"], 1.2,
+                                  note=f"worst function {priming['worst']:.2f}"))
             if cold_summary and "monolith" in cold_summary:
                 goals.append(Goal("cold per-function/monolith", cold_summary["monolith"], 1.0,
                                   note=cold_summary["monolith_met"]))

@@ -27,6 +27,20 @@ if ! "$RUNTIME_PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >
     exit 1
 fi
 
+# The layer's Makefile builds the wheels of the template parameter `Architecture`, which SAM
+# does not pass to a makefile build: take it from --parameter-overrides (Key=Value or
+# ParameterKey=Architecture,ParameterValue=Value), else the template's default.
+architecture=""
+for arg in "$@"; do
+    if [[ "$arg" =~ (^|[[:space:],])(Architecture=|ParameterKey=Architecture,ParameterValue=)([a-z0-9_]+) ]]; then
+        architecture="${BASH_REMATCH[3]}"
+    fi
+done
+if [[ -z "$architecture" ]]; then
+    architecture="$(awk '/^  Architecture:/ {found=1} found && /Default:/ {print $2; exit}' "$ROOT/template.yaml")"
+fi
+export LAYER_ARCHITECTURE="$architecture"
+
 export PATH
 export SAM_CLI_TELEMETRY=0
 # Validation and builds need a region but no credentials.

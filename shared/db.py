@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import re
 import struct
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -175,15 +177,49 @@ def _rollback_quietly(connection: pg8000.Connection) -> None:
         pass
 
 
+# Inside `connections_refused()` (priming at init) no connection opens, nor is the URL read.
+_refused: ContextVar[bool] = ContextVar("connections_refused", default=False)
+# Every connection still open, so that nothing can be left open in a SnapStart snapshot.
+_open: weakref.WeakSet[pg8000.Connection] = weakref.WeakSet()
+
+
+@contextmanager
+def connections_refused() -> Iterator[None]:
+    """No flight or transaction in this context (and tasks started from it) reaches the
+    database: each raises DatabaseUnavailable before reading the URL or its secret."""
+    token = _refused.set(True)
+    try:
+        yield
+    finally:
+        _refused.reset(token)
+
+
+def close_open_connections() -> int:
+    """Closes any connection still open (none, unless work was interrupted); how many."""
+    closed = 0
+    for connection in list(_open):
+        try:
+            connection.close()
+        except (pg8000.InterfaceError, OSError):
+            pass
+        _open.discard(connection)
+        closed += 1
+    return closed
+
+
 @contextmanager
 def _connection() -> Iterator[pg8000.Connection]:
     """A new connection for this work, closed after it, whatever happened."""
+    if _refused.get():
+        raise DatabaseUnavailable()
     settings = get_settings()
     params = parse_database_url(database_url())
     connection = connect_with_retry(params, params.connect_timeout or settings.db_connect_timeout)
+    _open.add(connection)
     try:
         yield connection
     finally:
+        _open.discard(connection)
         try:
             connection.close()
         except (pg8000.InterfaceError, OSError):
@@ -222,6 +258,22 @@ def reset() -> None:
 def check_configuration() -> None:
     """Says now, not at some later connect, when the database URL cannot be used."""
     parse_database_url(database_url())
+
+
+def configured_url_without_secret() -> str | None:
+    """DATABASE_URL when it is given as is (fixed for the process's life); None when it is
+    a secret to fetch (priming must not read it) or the settings do not load."""
+    try:
+        url = get_settings().database_url
+    except ValueError:  # a bad setting: said by the first request, as without priming
+        return None
+    return url.get_secret_value() if url is not None else None
+
+
+def prime_wire() -> None:
+    """The encoders of a flight's messages, run once on this module's own statement."""
+    _parse_message(_PER_TRANSACTION.text)
+    _bind_message(_settings("priming", APP_ROLE, 0, 1000).params)
 
 
 __all__ = ["APP_ROLE", "CLEANUP_ROLE", "ConfigurationError", "Query", "QueryFailed", "Result", "Sql", "flight", "ping", "transaction"]

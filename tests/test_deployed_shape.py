@@ -11,7 +11,10 @@ What is checked where:
 - the translated template, for what moto (5.2.5) does not create or drops on the way:
   `AWS::ApiGatewayV2::*` (the HTTP API: routes, integrations, JWT authorizer, the API
   scope of the invoke permissions), a function's `Layers` and a role's
-  `ManagedPolicyArns` (moto's CloudFormation ignores both properties).
+  `ManagedPolicyArns` (moto's CloudFormation ignores both properties), and
+  `AWS::Lambda::Alias` (AutoPublishAlias: every trigger invokes a function's `live` alias
+  of a published version). moto cannot create an alias: it is given the stack with each
+  alias replaced by its function (`without_aliases`), and the aliases are checked here.
 
 Every expected set (functions, routes, public routes, schedules) is derived from
 template.yaml through shared.template, so a function or route added there is checked here
@@ -65,12 +68,13 @@ COMMON_PARAMETERS = {
     "IdempotencyTtlHours": "48",
     "LogLevel": "WARNING",
 }
-# One stack per way of giving the functions the database URL (template.yaml's conditions).
+# One stack per way of giving the functions the database URL (template.yaml's conditions),
+# each also with one of the SnapStart x Architecture pairs: every value of both is deployed.
 SETUPS: dict[str, dict[str, str]] = {
-    "url": {"DatabaseUrl": DATABASE_URL},
-    "secret": {"DatabaseUrlSecretArn": SECRET_ARN},
-    "parameter": {"DatabaseUrlParameter": PARAMETER_NAME},
-    "parameter-path": {"DatabaseUrlParameter": HIERARCHICAL_PARAMETER_NAME},
+    "url": {"DatabaseUrl": DATABASE_URL, "SnapStart": "None", "Architecture": "arm64"},
+    "secret": {"DatabaseUrlSecretArn": SECRET_ARN, "SnapStart": "PublishedVersions", "Architecture": "x86_64"},
+    "parameter": {"DatabaseUrlParameter": PARAMETER_NAME, "SnapStart": "PublishedVersions", "Architecture": "arm64"},
+    "parameter-path": {"DatabaseUrlParameter": HIERARCHICAL_PARAMETER_NAME, "SnapStart": "None", "Architecture": "x86_64"},
 }
 # The one variable that tells a function where its database URL is, per setup.
 DATABASE_VARIABLE = {
@@ -202,6 +206,30 @@ def render(node: Any, parameters: dict[str, str]) -> Any:
     return {key: render(value, parameters) for key, value in node.items()}
 
 
+def without_aliases(template: dict[str, Any]) -> dict[str, Any]:
+    """The stack with each `AWS::Lambda::Alias` replaced by its function, for moto (5.2.5),
+    whose CloudFormation cannot create one and then fails on every reference to it."""
+    aliases = {
+        logical_id: resource["Properties"]["FunctionName"]["Ref"]
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Alias"
+    }
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in aliases:
+                return {"Fn::GetAtt": [aliases[node["Ref"]], "Arn"]}
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if isinstance(node, str):
+            return re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda m: f"${{{aliases[m[1]]}.Arn}}" if m[1] in aliases else m[0], node)
+        return node
+
+    resources = {lid: walk(resource) for lid, resource in template["Resources"].items() if lid not in aliases}
+    return {**template, "Resources": resources}
+
+
 # -- deployment into moto ----------------------------------------------------------------
 
 
@@ -260,7 +288,7 @@ def _deploy(setup: str) -> Deployment:
             cloudformation = boto3.client("cloudformation", region_name=REGION)
             cloudformation.create_stack(
                 StackName=STACK,
-                TemplateBody=json.dumps(resolve_conditions(translated, parameters)),
+                TemplateBody=json.dumps(without_aliases(resolve_conditions(translated, parameters))),
                 Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
                 Capabilities=["CAPABILITY_IAM"],
             )
@@ -361,6 +389,7 @@ def _http_api(deployment: Deployment) -> tuple[str, dict[str, Any]]:
 
 
 SETUP_IDS = ["url", "secret", "parameter"]
+ALIAS = load_template()["Globals"]["Function"]["AutoPublishAlias"]  # "live"
 BUS_NAME = f"{STACK}-events"
 BUS_ARN = f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:event-bus/{BUS_NAME}"
 
@@ -632,7 +661,7 @@ def test_the_http_api_has_exactly_the_routes_of_the_template_each_on_its_own_fun
         assert integration["type"] == "aws_proxy" and integration["payloadFormatVersion"] == "2.0", integration
         assert integration["httpMethod"] == "POST", integration
         assert render(integration["uri"], deployment.parameters) == (
-            f"arn:{PARTITION}:apigateway:{REGION}:lambda:path/2015-03-31/functions/<{function.logical_id}.Arn>/invocations"
+            f"arn:{PARTITION}:apigateway:{REGION}:lambda:path/2015-03-31/functions/<{function.logical_id}Alias{ALIAS}>/invocations"
         ), (method, path)
 
 
@@ -676,7 +705,7 @@ def test_each_api_permission_is_scoped_to_the_api_and_the_route(deployed):
         assert match, f"{function} may be invoked from {source}, not only from the API <{api_id}>"
         found.add((function, match[1]))
     expected = {
-        (f"<{function.logical_id}>", _execute_api_path(route.method, route.path))
+        (f"<{function.logical_id}Alias{ALIAS}>", _execute_api_path(route.method, route.path))
         for function in functions().values()
         for route in function.routes
     }
@@ -691,3 +720,47 @@ def test_no_function_has_a_function_url(deployed):
     for permission in deployment.resources_of_type("AWS::Lambda::Permission").values():
         assert "FunctionUrlAuthType" not in permission["Properties"], permission
         assert permission["Properties"]["Principal"] != "*", permission
+
+
+# -- published versions, the alias, SnapStart and the architecture ----------------------------
+
+
+@pytest.mark.parametrize("setup", ["url", "secret", "parameter", "parameter-path"])
+def test_every_function_has_its_snapstart_and_architecture_from_the_parameters(deployed, setup):
+    deployment = deployed(setup)
+    snapstart, architecture = deployment.parameters["SnapStart"], deployment.parameters["Architecture"]
+    resources = resolve_conditions(deployment.template, deployment.parameters)["Resources"]
+    for logical_id in functions():
+        props = render(resources[logical_id]["Properties"], deployment.parameters)
+        assert props["SnapStart"] == {"ApplyOn": snapstart}, (logical_id, props.get("SnapStart"))
+        assert props["Architectures"] == [architecture], logical_id  # (moto's CloudFormation drops it: x86_64)
+    (layer,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert render(layer["Properties"]["CompatibleArchitectures"], deployment.parameters) == [architecture]  # (moto drops it)
+
+
+@pytest.mark.parametrize("setup", ["url", "secret"])  # SnapStart None and PublishedVersions
+def test_every_trigger_invokes_the_live_alias_of_a_published_version(deployed, setup):
+    """SnapStart snapshots published versions only: the routes and the schedules must invoke
+    the alias (AutoPublishAlias), never the function's unpublished $LATEST."""
+    deployment = deployed(setup)
+    resources = deployment.template["Resources"]
+    aliases = deployment.resources_of_type("AWS::Lambda::Alias")
+    versions = deployment.resources_of_type("AWS::Lambda::Version")
+    assert set(aliases) == {f"{logical_id}Alias{ALIAS}" for logical_id in functions()}, sorted(aliases)
+    for logical_id in functions():
+        alias = aliases[f"{logical_id}Alias{ALIAS}"]["Properties"]
+        assert alias["Name"] == ALIAS and alias["FunctionName"] == {"Ref": logical_id}, alias
+        version_id, attribute = alias["FunctionVersion"]["Fn::GetAtt"]
+        assert attribute == "Version" and versions[version_id]["Properties"]["FunctionName"] == {"Ref": logical_id}
+    # Every permission names an alias (API Gateway's and EventBridge's alike) ...
+    permissions = deployment.resources_of_type("AWS::Lambda::Permission").values()
+    assert permissions and all(p["Properties"]["FunctionName"]["Ref"] in aliases for p in permissions)
+    # ... every schedule targets one, and so does every route's integration.
+    rules = deployment.resources_of_type("AWS::Events::Rule")
+    assert len(rules) == sum(len(f.schedules) for f in functions().values())
+    for rule in rules.values():
+        assert [target["Arn"]["Ref"] in aliases for target in rule["Properties"]["Targets"]] == [True], rule
+    _, api = _http_api(deployment)
+    uris = [op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"] for op in _operations(api["Body"]).values()]
+    assert uris and all(re.search(rf"/functions/\$\{{\w+Alias{ALIAS}\}}/invocations$", uri) for uri in uris), uris
+    assert not [lid for lid, r in resources.items() if r["Type"] == "AWS::Lambda::Function" and lid not in functions()]

@@ -8,7 +8,10 @@ database, every other route without claims (401 problem+json: the import, the la
 the error path, no data). Scheduled functions get their example event from events/ (the
 EventBridge scheduled event) and run for real against the test run's own database.
 
-Needs `infra/sam.sh build` first (CI runs it before the tests); skipped otherwise.
+Needs `infra/sam.sh build` first (CI runs it before the tests, for x86_64); skipped
+otherwise, and the runs are skipped when the build is for another architecture than this
+machine's (the template's default, arm64, on an x86_64 machine: build with
+`--parameter-overrides Architecture=x86_64` to run them here).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -39,6 +43,16 @@ pytestmark = [
         not BUILD_DIR.is_dir(), reason="no .aws-sam/build: run `infra/sam.sh build` first (CI does)"
     ),
 ]
+
+
+def build_architecture() -> str | None:
+    """What the layer was built for (infra/layer/Makefile writes it), None when unknown."""
+    marker = BUILD_DIR / "SharedLayer" / "architecture"
+    return marker.read_text().strip() if marker.is_file() else None
+
+
+def runs_here() -> bool:
+    return {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine()) == build_architecture()
 
 
 def runtime() -> str:
@@ -154,6 +168,9 @@ with open(result_path, "w") as out:
 
 
 def invoke_built(function: Function, event: dict[str, Any], database_url: str, tmp_path: Path) -> dict[str, Any]:
+    if not runs_here():
+        pytest.skip(f"the build is for {build_architecture()}, this machine is {platform.machine()}: "
+                    "infra/sam.sh build --parameter-overrides Architecture=x86_64 to run it here")
     python = runtime_python()
     if python is None:
         pytest.skip(f"no {runtime()} interpreter to run the built functions with")

@@ -1,25 +1,11 @@
 """Scheduled (EventBridge): deletes for good the expired trash and idempotency records.
 
-Not HTTP: the event is EventBridge's scheduled event. Anything that is not an EventBridge
-event is refused with an error before any work (a Lambda error is the right answer for a
-scheduled function: it shows in the Errors metric and Lambda retries it). Stops before the
-function's own time runs out; the next run continues (`finished: false`).
+Not HTTP: the event is EventBridge's scheduled event (anything else is refused before any
+work, shared/scheduled.py). Stops before the function's own time runs out; the next run
+continues (`finished: false`). The work is shared/cleanup.py.
 """
 
-from typing import Any
-
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from shared.cleanup import run_cleanup
-from shared.observability import logger, metrics
+from shared.scheduled import scheduled_handler
 
-
-@metrics.log_metrics
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    scheduled = parse(event=event, model=EventBridgeModel)
-    with logger.append_context_keys(scheduled_at=scheduled.time.isoformat(), rule=next(iter(scheduled.resources), None)):
-        return run_cleanup(remaining_ms=context.get_remaining_time_in_millis)
+handler = scheduled_handler("Cleanup", run_cleanup)

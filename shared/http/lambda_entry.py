@@ -1,4 +1,4 @@
-"""`lambda_handler`: the Lambda entry point of a function's app."""
+"""`lambda_handler`: the Lambda entry point of a function's app, primed at init (shared/snapstart.py)."""
 
 import asyncio
 import threading
@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import FastAPI
 from mangum import Mangum
 
+from shared import snapstart
 from shared.http import problems
 from shared.observability import logger, metrics
 
@@ -30,18 +31,22 @@ def _ensure_event_loop() -> None:
 
 
 def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Mangum for the event, Powertools for logs and metrics."""
+    """Mangum for the event, Powertools for logs and metrics; the app primed before the first
+    event (without logs or metrics: priming's synthetic requests are nobody's)."""
     asgi = Mangum(
         app,
         lifespan="off",  # the default would run startup/shutdown on every call
         text_mime_types=["application/json", problems.PROBLEM_MEDIA_TYPE],
     )
 
+    def respond(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        _ensure_event_loop()
+        return asgi(event, context)
+
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.perf_counter()
-        _ensure_event_loop()
-        response = asgi(event, context)
+        response = respond(event, context)
         status = response.get("statusCode", 500)
         # Added and flushed together under a lock: one Lambda process runs one event at a
         # time, but the local gateway and the tests share this Metrics object across threads.
@@ -60,4 +65,5 @@ def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, An
         )
         return response
 
+    snapstart.prime_http(app.title, app, respond)
     return handler
