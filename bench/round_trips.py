@@ -490,6 +490,17 @@ def route_cases(project: Project, f: Fixtures) -> dict[str, Case]:
         "UpdateCategory", reader, ids={"category_id": f.categories[1]}, body={"name": f"Renamed {uuid.uuid4().hex[:10]}"}))
     add("DeleteCategory", "DeleteCategory", 204, lambda: project.event(
         "DeleteCategory", pool, ids={"category_id": f.categories_to_delete.pop()}))
+    # POST /mcp: a tool call as an MCP client sends it (JSON-RPC; JSON answers accepted).
+    mcp_headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+
+    def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+    add("Mcp add_task", "Mcp", 200, lambda: project.event(
+        "Mcp", writer, headers=mcp_headers, body=tool_call("add_task", {"title": f"By MCP {uuid.uuid4().hex[:8]}"})))
+    add("Mcp list_tasks", "Mcp", 200, lambda: project.event("Mcp", reader, headers=mcp_headers, body=tool_call("list_tasks", {})))
+    add("ProtectedResource", "ProtectedResource", 200, lambda: project.event("ProtectedResource", None))
+    cases["ProtectedResource"].over = None  # reads no database: nothing to count over the connect
     missing = sorted(set(project.routes) - {c.function for c in cases.values()})
     if missing:  # a route added to template.yaml must be measured too
         raise SystemExit(f"bench/round_trips.py has no case for HTTP function(s) {', '.join(missing)}: add one")
@@ -834,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "todo-api")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TodoApi")
+    os.environ.setdefault("JWT_ISSUER", "https://issuer.bench.test/")  # what the template gives ProtectedResource
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from shared.local.tls_postgres import tls_postgres

@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py              # ~6 minutes on a 2-core machine
     .venv/bin/python bench/run.py --cold-rounds 9 --source-rounds 5   # tighter medians, ~10 minutes
     .venv/bin/python bench/run.py --smoke      # 3 samples, 1 cold round of 2 functions: every path
+    .venv/bin/python bench/run.py --smoke --functions GetTask,Mcp   # the MCP line too (Mcp is not in the smoke set: ~1 s more import)
 
 One command, one run, every figure from it (nothing constant, nothing skipped). It builds
 the functions first when `.aws-sam/build` (or `--build-dir`) is missing (`infra/sam.sh build`,
@@ -34,8 +35,10 @@ user and 20 tasks. Then, each part timed interleaved so that machine drift hits 
      warm .pyc  the same sources with fresh timestamp-checked .pyc, as a previous run of
                 Python writes them where it may (compileall --invalidation-mode timestamp)
      source     the same sources without any .pyc (what shipping no bytecode costs)
-     monolith   ONE FastAPI app holding every route behind Mangum (`shared.http.
+     monolith   ONE FastAPI app holding every REST route behind Mangum (`shared.http.
                 lambda_entry.lambda_handler`), laid out and compiled as shipped, answering the same event
+   and the MCP function (POST /mcp, the MCP SDK) beside the REST functions: its shipped cold
+   start (import + a first tools/call, its example event's add_task) over their median.
 4. The import profile of one shipped cold start (`-X importtime`): where the time goes, and
    which packages a function must never import (boto3, alembic, joserfc, uvicorn, ...).
 
@@ -89,6 +92,8 @@ FORBIDDEN = ("boto3", "botocore", "alembic", "joserfc", "uvicorn", "yaml", "http
 SEEDED_TASKS = 20
 # --smoke cold-starts these: a route (and the import profile, the monolith) and the scheduled one.
 SMOKE_FUNCTIONS = "GetTask,Cleanup"
+# What an MCP client sends with every message (Streamable HTTP): JSON answers accepted.
+MCP_ACCEPT = "application/json, text/event-stream"
 
 
 def log(message: str) -> None:
@@ -205,10 +210,10 @@ def seed(handlers: dict[str, Any]) -> Seed:
 
 
 def http_event(method: str, path: str, route: str, user: str | None, body: dict[str, Any] | None = None,
-               query: str = "") -> dict[str, Any]:
+               query: str = "", accept: str = "application/json") -> dict[str, Any]:
     from shared.local.apigw import build_http_event
 
-    headers = {"accept": "application/json", "host": "bench.execute-api.us-east-1.amazonaws.com",
+    headers = {"accept": accept, "host": "bench.execute-api.us-east-1.amazonaws.com",
                "user-agent": "bench/run.py"}
     raw = None
     if body is not None:
@@ -666,7 +671,8 @@ def cold_event(function: str, seeded: Seed, template_functions: dict[str, Any]) 
         body = {**body, "name": f"Bench {uuid.uuid4().hex[:10]}"}  # unique names: 201, never 409
     # Writes as the writer: the reader's list stays the same size all run long.
     user = None if route.public else (seeded.writer if route.method == "POST" else seeded.reader)
-    return http_event(route.method, path, route.path, user, body)
+    # Mcp: its example event's tool call (add_task), as an MCP client sends it.
+    return http_event(route.method, path, route.path, user, body, accept=MCP_ACCEPT if route.path == "/mcp" else "application/json")
 
 
 def cold_events(function: str, seeded: Seed, template_functions: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -689,6 +695,7 @@ def child_env(database_url: str, function: str) -> dict[str, str]:
         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "JWT_ISSUER": "https://issuer.bench.test/",  # what the template gives ProtectedResource
     })
     return env
 
@@ -732,7 +739,10 @@ def bench_cold(server: Any, seeded: Seed, rounds: int, source_rounds: int, pytho
     built = [name for name in built if name in template_functions]
     wanted = set(template_functions) if only is None else set(template_functions) & only
     missing = sorted(wanted - set(built))
-    http_functions = [name for name in built if template_functions[name].routes]
+    # The monolith holds the REST routes: the MCP SDK (Mcp) would add its own import time to
+    # it, and so to every route's comparison (Mcp is set beside the REST functions instead).
+    http_functions = [name for name in built if template_functions[name].routes
+                      and template_functions[name].routes[0].path != "/mcp"]
     no_event = [name for name in built if cold_event(name, seeded, template_functions) is None]
     measured = [name for name in built if name not in no_event]
     root = Path(tempfile.mkdtemp(prefix="bench-cold-"))
@@ -783,6 +793,7 @@ def bench_cold(server: Any, seeded: Seed, rounds: int, source_rounds: int, pytho
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
         shutil.rmtree(root, ignore_errors=True)
     return {"results": results, "built": measured, "http": http_functions, "missing": missing,
+            "mcp": [name for name in built if template_functions[name].routes and name not in http_functions],
             "no_event": no_event, "expected": expected, "written": written, "profile": profile,
             "failures": failures, "runtime": runtime, "elapsed": time.perf_counter() - started}
 
@@ -822,7 +833,7 @@ def print_cold(cold: dict[str, Any], rounds: int, source_rounds: int) -> dict[st
     print("   shipped  = our build: layer bytecode compiled with unchecked-hash (no source check)")
     print("   warm     = the same sources with fresh timestamp-checked .pyc, as a previous run writes them")
     print("   source   = the same sources, no .pyc at all (what shipping no bytecode costs)")
-    print("   monolith = ONE FastAPI app with every route behind Mangum, its code compiled like the layer,"
+    print("   monolith = ONE FastAPI app with every REST route behind Mangum, its code compiled like the layer,"
           " answering the same event")
     print("   RSS      = the process's peak resident set (VmHWM) after the first event, MB")
     print(f"   {'function':<16}{'answer':>7}{'shipped':>9}{'warm':>8}{'ship/warm':>10}{'source':>9}{'src/ship':>9}"
@@ -842,7 +853,7 @@ def print_cold(cold: dict[str, Any], rounds: int, source_rounds: int) -> dict[st
             ratios["monolith"].append(shipped / mono)
             mono_cols, mono_rss = f"{mono:>9.0f}{shipped / mono:>10.2f}", f"{rss(name, 'monolith'):>9.0f}"
         else:
-            mono_cols, mono_rss = f"{'-':>9}{'(no route)':>10}", f"{'-':>9}"
+            mono_cols, mono_rss = f"{'-':>9}{'(not in it)' if name in cold['mcp'] else '(no route)':>10}", f"{'-':>9}"
         print(f"   {name:<16}{cold['expected'][name]!s:>7}{shipped:>9.0f}{warm:>8.0f}{shipped / warm:>10.2f}"
               f"{source:>9.0f}{source / shipped:>9.2f}{mono_cols}{rss(name, 'shipped'):>6.0f}{mono_rss}")
     for name, error in cold["failures"].items():
@@ -869,7 +880,9 @@ def print_cold(cold: dict[str, Any], rounds: int, source_rounds: int) -> dict[st
                   f"(spawn to exit) {median_ms([r['wall'] for r in runs]):.0f} ms")
     print(f"   noise: identical shipped runs of one function spread over {statistics.median(spreads) * 100:.0f}% "
           "of their median (max-min; median over functions)")
-    tried = sorted({m.partition('.')[0] for rs in results.values() for r in rs for m in r["tried"]})
+    mcp_line(cold, med, rss)
+    tried_by = sorted({(m.partition('.')[0], n) for (n, _), rs in results.items() for r in rs for m in r["tried"]})
+    tried = [f"{package} ({', '.join(n for p, n in tried_by if p == package)})" for package in sorted({p for p, _ in tried_by})]
     loaded = sorted({m for rs in results.values() for r in rs for m in r["loaded"]})
     runtime_note = ("importable from a runtime directory after the layer, as on Lambda"
                     if cold["runtime"] else "NOT importable here (no boto3 in .venv to stand in for Lambda's runtime)")
@@ -921,6 +934,26 @@ def print_priming(cold: dict[str, Any]) -> dict[str, float]:
           f"{summary['added']:.1f} ms to init (median): with SnapStart the snapshot holds it, without it "
           "each new instance pays it once, before its first event instead of in it")
     return summary
+
+
+def mcp_line(cold: dict[str, Any], med: Callable[..., float], rss: Callable[[str, str], float]) -> None:
+    """The MCP function's cold start beside the REST functions' (the same run, interleaved)."""
+    results, name = cold["results"], "Mcp"
+    if name in cold["failures"] or not results.get((name, "shipped")):
+        return
+    from shared.template import functions
+
+    rest = [n for n in cold["http"] if n not in cold["failures"] and results.get((n, "shipped"))
+            and functions()[n].routes[0].path.startswith("/api/")]
+    if not rest:
+        return
+    rest_total = statistics.median(med(n, "shipped") for n in rest)
+    rest_import = statistics.median(med(n, "shipped", "import") for n in rest)
+    runs = results[(name, "shipped")]
+    print(f"   MCP beside REST (shipped): Mcp {med(name, 'shipped'):.0f} ms (import {med(name, 'shipped', 'import'):.0f} + "
+          f"first tools/call {med(name, 'shipped', 'first'):.0f}), {statistics.median(r['modules'] for r in runs):.0f} modules, "
+          f"RSS {rss(name, 'shipped'):.0f} MB; the {len(rest)} REST functions' median {rest_total:.0f} ms "
+          f"(import {rest_import:.0f}): Mcp/REST {med(name, 'shipped') / rest_total:.2f}")
 
 
 def print_profile(profile: dict[str, Any] | None) -> None:

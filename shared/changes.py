@@ -33,8 +33,6 @@ from shared.models import CategoryPublic, ChangeItem, ChangePage, TaskPublic
 from shared.pagination import decode_cursor, encode_cursor
 from shared.task_listing import COLUMNS as TASK_COLUMNS
 
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 100
 _SNAPSHOT, _CHANGES = "s", "c"  # a cursor's phase
 _CATEGORIES, _TASKS = 0, 1  # the parts of a full sync, in order
 
@@ -113,7 +111,7 @@ _CHANGES_PAGE = Sql(
 )
 
 
-def list_changes(*, caller: Caller, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> ChangePage:
+def list_changes(*, caller: Caller, limit: int, cursor: str | None = None) -> ChangePage:
     binding = {"list": "changes", "user": caller.user_id}
     position = _position(decode_cursor(cursor, binding)) if cursor is not None else [_SNAPSHOT, None, _CATEGORIES, None, None]
     if position[0] == _SNAPSHOT:

@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_run_job(args.command)))
     elif args.command == "openapi":
         from shared.openapi import build_openapi
+        from shared.snapstart import disable_priming
 
+        disable_priming()  # the document needs the apps, not their warm-up (nor its logs on stdout)
         print(json.dumps(build_openapi(), indent=2))
     elif args.command == "serve":
         from shared.local.gateway import serve

@@ -30,6 +30,8 @@ from shared.errors import Conflict, InvalidField
 from shared.settings import get_settings
 
 IN_FLIGHT_WAIT_MS = 2000
+# What a key may be: 1..255 visible ASCII characters (the header's rule, and the MCP tools' argument's).
+KEY_PATTERN = "^[!-~]{1,255}$"
 _RECORD = "idempotency_keys_pkey"
 T = TypeVar("T", bound=BaseModel)
 

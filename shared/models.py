@@ -330,6 +330,29 @@ class ChangePage(SQLModel):
     has_more: bool = PydanticField(description="More is ready now: call again at once with `next_cursor`")
 
 
+class PageQuery(WriteModel):
+    """Which page of a list: its size, and the cursor of the page before (keyset paging).
+    A route's query parameters, and an MCP tool's arguments (extra ones are refused)."""
+
+    limit: int = PydanticField(default=50, ge=1, le=200, description="Page size")
+    cursor: str | None = PydanticField(default=None, max_length=1024, description="The previous page's `next_cursor`")
+
+
+class ChangesQuery(PageQuery):
+    """The sync feed's page: larger than a list's (a replica catches up in few calls)."""
+
+    limit: int = PydanticField(default=100, ge=1, le=500, description="Page size")
+
+
+class ProtectedResourceMetadata(SQLModel):
+    """RFC 9728: the MCP endpoint as an OAuth protected resource, and who issues its tokens."""
+
+    resource: str = PydanticField(examples=["https://abc123.execute-api.eu-west-1.amazonaws.com/mcp"])
+    authorization_servers: list[str]
+    bearer_methods_supported: list[str] = ["header"]
+    resource_name: str = "Task API"
+
+
 class Health(SQLModel):
     status: Literal["ok"]
     database: Literal["ok"]

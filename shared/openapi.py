@@ -28,7 +28,9 @@ def _problems_as_problem_json(operation: dict[str, Any], *, public: bool) -> Non
     A protected route's 401 also comes from the gateway, as `{"message":"Unauthorized"}`."""
     for status, response in operation.get("responses", {}).items():
         content = response.get("content", {})
-        if int(status) >= 400 and "application/json" in content:
+        schema = (content.get("application/json") or {}).get("schema") or {}
+        # The MCP transport's own errors are JSON-RPC, as that protocol says: left as they are.
+        if int(status) >= 400 and schema.get("$ref", "").endswith("/Problem"):
             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
         if status == "401" and not public:
             content["application/json"] = _GATEWAY_REFUSAL

@@ -54,6 +54,9 @@ class Settings(_FromEnvironment):
     # A reminder found more than this many hours after its remind_at is marked sent
     # without an event (shared/reminders.py): a long outage does not flood the users.
     reminder_max_late_hours: int = Field(default=24, ge=1)
+    # The token issuer (the template's JwtIssuer): what the MCP endpoint's protected resource
+    # metadata names as its authorization server (functions/protected_resource).
+    jwt_issuer: str | None = None
 
 
 class ServiceNames(_FromEnvironment):

@@ -94,7 +94,8 @@ def on_restore(callback: Callable[[], None]) -> Callable[[], None]:
 
 
 def disable_priming() -> None:
-    """For bench/run.py only: init without priming, to measure what priming costs and saves."""
+    """Init without priming: bench/run.py measures what priming costs and saves; `todo-api openapi`
+    needs the apps, not their warm-up."""
     global _priming_enabled
     _priming_enabled = False
 

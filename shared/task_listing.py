@@ -17,13 +17,15 @@ operator. Anything else runs after the policy's qual: a filter, not an index con
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from pydantic import Field
+
 from shared.db import Query, Sql
-from shared.models import Priority, TaskPublic
+from shared.models import InputDateTime, PageQuery, Priority, SearchWords, Tag, TaskPublic
 
 SortName = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
@@ -81,6 +83,22 @@ class TaskFilters:
         if patterns:
             found["q"] = {"rarest": max(patterns, key=len), "patterns": patterns}
         return found
+
+
+class TaskListQuery(PageQuery):
+    """`GET /tasks`' query parameters and the `list_tasks` tool's arguments: one set of rules."""
+
+    status: Status = "all"
+    priority: Literal["low", "medium", "high"] | None = None
+    category_id: uuid.UUID | None = None
+    tag: Tag | None = Field(default=None, description="Tasks carrying this tag")
+    due_before: InputDateTime | None = Field(default=None, description="due_at before this (exclusive), RFC 3339")
+    due_after: InputDateTime | None = Field(default=None, description="due_at at or after this, RFC 3339")
+    q: SearchWords | None = Field(default=None, description="Every word in title or description, any case")
+    sort: SortName = Field(default="-created_at", description="`-` for descending; ties on id; no due_at sorts last")
+
+    def filters(self) -> TaskFilters:
+        return TaskFilters(**{f.name: getattr(self, f.name) for f in fields(TaskFilters)})
 
 
 def _escape_like(word: str) -> str:

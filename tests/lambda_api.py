@@ -111,3 +111,27 @@ class LambdaApi:
         reply = self.post(f"/api/{user}/categories", user=user, json={"name": name, **fields})
         assert reply.status == 201, reply.body
         return reply.json()
+
+    # -- the MCP endpoint (POST /mcp): one JSON-RPC message, as an MCP client sends it ---------
+
+    def mcp(self, user: str | None, method: str, params: dict[str, Any] | None = None, *, version: str = "2025-11-25") -> Reply:
+        """`version` is the client's MCP-Protocol-Version: a handshake-era one (the stateless
+        legacy path) or `2026-07-28` (the self-contained request, which carries its own `_meta`)."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+        if params is not None:
+            message["params"] = params
+        if version >= "2026":
+            meta = {"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}}
+            message["params"] = {**(params or {}), "_meta": meta}
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": version}
+        if method == "tools/call" and version >= "2026":
+            headers |= {"mcp-method": method, "mcp-name": (params or {})["name"]}
+        return self.post("/mcp", user=user, json=message, headers=headers)
+
+    def call_tool(self, user: str, name: str, arguments: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        """The tool's result (`structuredContent`, `isError`, `content`); a JSON-RPC error fails."""
+        reply = self.mcp(user, "tools/call", {"name": name, "arguments": arguments or {}}, **kw)
+        assert reply.status == 200, (reply.status, reply.body)
+        answer = reply.json()
+        assert "result" in answer, answer
+        return answer["result"]

@@ -403,6 +403,17 @@ def publishers() -> set[str]:
         if "EVENT_BUS_NAME" in ((resources[logical_id]["Properties"].get("Environment") or {}).get("Variables") or {})
     }
 
+def database_readers() -> set[str]:
+    """The functions the template lets read the database URL's secret or parameter (all but
+    those that never touch the database: ProtectedResource)."""
+    resources = load_template()["Resources"]
+    return {
+        logical_id
+        for logical_id in functions()
+        if "DatabaseUrlSecretArn" in json.dumps(resources[logical_id]["Properties"].get("Policies") or [])
+    }
+
+
 # -- functions --------------------------------------------------------------------------
 
 
@@ -483,6 +494,8 @@ def test_each_role_holds_only_what_its_function_needs(deployed, setup):
     translated_roles = deployment.resources_of_type("AWS::IAM::Role")
     translated_functions = deployment.resources_of_type("AWS::Lambda::Function")
     parameter_arn = f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/{PARAMETER_NAME}"
+    # Every function reads the database but the MCP metadata document, which holds none.
+    assert set(functions()) - database_readers() == {"ProtectedResource"}
     for logical_id, role in deployment.roles.items():
         trust = _statements(role["role"]["AssumeRolePolicyDocument"])
         assert [(s["Effect"], _as_list(s["Action"]), s["Principal"]) for s in trust] == [
@@ -505,7 +518,7 @@ def test_each_role_holds_only_what_its_function_needs(deployed, setup):
             assert publishing in grants, (logical_id, grants)
             grants = [grant for grant in grants if grant != publishing]
         assert not [grant for grant in grants if grant[1].startswith("events:")], (logical_id, grants)
-        if setup == "url":
+        if setup == "url" or logical_id not in database_readers():
             assert grants == [], (logical_id, role["inline"])
         elif setup == "secret":
             assert grants == [("Allow", "secretsmanager:GetSecretValue", SECRET_ARN)], (logical_id, grants)
@@ -536,7 +549,8 @@ def test_a_hierarchical_parameter_name_is_readable(deployed):
     for logical_id, role in deployment.roles.items():
         variables = deployment.configurations[logical_id]["Environment"]["Variables"]
         assert variables["DATABASE_URL_PARAMETER"] == HIERARCHICAL_PARAMETER_NAME
-        assert ("Allow", "ssm:GetParameter", expected) in _grants(role), (logical_id, _grants(role))
+        if logical_id in database_readers():
+            assert ("Allow", "ssm:GetParameter", expected) in _grants(role), (logical_id, _grants(role))
 
 
 # -- triggers: the schedule and the HTTP API -------------------------------------------------
@@ -665,7 +679,7 @@ def test_the_http_api_has_exactly_the_routes_of_the_template_each_on_its_own_fun
         ), (method, path)
 
 
-def test_the_jwt_authorizer_checks_every_route_but_health(deployed):
+def test_the_jwt_authorizer_checks_every_route_but_health_and_the_mcp_metadata(deployed):
     deployment = deployed("url")
     _, api = _http_api(deployment)
     auth = next(r for r in load_template()["Resources"].values() if r["Type"] == "AWS::Serverless::HttpApi")["Properties"]["Auth"]
@@ -682,7 +696,8 @@ def test_the_jwt_authorizer_checks_every_route_but_health(deployed):
     }
     operations = _operations(api["Body"])
     routes = [route for function in functions().values() for route in function.routes]
-    assert {(route.method, route.path) for route in routes if route.public} == {("GET", "/health")}
+    public = {("GET", "/health"), ("GET", "/.well-known/oauth-protected-resource")}
+    assert {(route.method, route.path) for route in routes if route.public} == public
     for route in routes:
         security = operations[(route.method, route.path)].get("security")
         if route.public:

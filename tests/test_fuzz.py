@@ -32,6 +32,15 @@ Longer runs, behind environment variables (about 50 cases a second here):
 The summary (cases per phase, answers per operation, what was accepted and why, every
 distinct failure) is printed whether or not pytest captures output.
 
+`POST /mcp` is left out of this run, on purpose: its HTTP contract is JSON-RPC, where a
+tool's refusal is a 200 carrying `isError` by the protocol's own rule, so schemathesis'
+negative- and positive-data checks would judge MCP, not this API; and the document gives
+its body as the generic JSON-RPC envelope, so generated bodies would mostly exercise the
+SDK's parser. The tools themselves take the REST routes' own models and data functions,
+which this run fuzzes through the routes; tests/functions/test_mcp.py,
+tests/functions/test_ownership.py and tests/e2e/test_mcp_client.py hold the tools to the
+same rules. `GET /.well-known/oauth-protected-resource` is in the run like every route.
+
 What the run accepts although a check would flag it, each because the contract says so and
 schemathesis cannot know it (see `_ACCEPTED` below; every one is counted and printed):
 - an opaque cursor the server did not issue is 400 (schema-valid strings are not cursors);
@@ -66,6 +75,7 @@ from shared.local import keys
 from shared.local.authorizer import AuthorizerConfig, JwtAuthorizer
 from shared.local.gateway import Gateway
 from shared.local.settings import LOCAL_DIR_ENV
+from shared.settings import get_settings
 from tests.lambda_api import LambdaApi
 
 # With metrics off (see `local_dir`), Powertools warns each time its buffer of 100 fills.
@@ -149,6 +159,10 @@ def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv(LOCAL_DIR_ENV, str(path))
         for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "CORS_ALLOW_ORIGINS"):
             mp.delenv(name, raising=False)
+        # The issuer this gateway trusts, as `serve` gives it to the functions (the protected
+        # resource metadata names it).
+        mp.setenv("JWT_ISSUER", keys.LOCAL_ISSUER)
+        get_settings.cache_clear()
         # Thousands of requests: no metric line and no INFO log line for each (errors still
         # log). A filter, not a level: Powertools sets the level again on every invocation.
         mp.setenv("POWERTOOLS_METRICS_DISABLED", "true")
@@ -159,6 +173,7 @@ def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             yield path
         finally:
             service_logger.removeFilter(quiet)
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -565,7 +580,7 @@ def _record(outcome: Outcome, recorder: Any) -> None:
 def fuzz(gateway: Gateway, users: dict[str, User], caller: str, wfc_path: Path) -> Outcome:
     other = next(name for name in users if name != caller)
     steering = Steering(users[caller], users[other])
-    schema = schemathesis.openapi.from_asgi("/openapi.json", gateway, config=_config(wfc_path, caller))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", gateway, config=_config(wfc_path, caller)).exclude(path="/mcp")
     outcome = Outcome()
 
     @schema.hook

@@ -12,6 +12,10 @@ import sys
 
 from shared.openapi import build_openapi
 
+PUBLIC = {"/health", "/.well-known/oauth-protected-resource"}
+# What the MCP transport itself answers: JSON-RPC errors (or its plain-text refusals), as MCP says.
+MCP_TRANSPORT = {"400", "404", "406", "413", "415"}
+
 
 def test_the_document_is_openapi_3_1_with_every_error_as_problem_json():
     document = build_openapi()
@@ -19,19 +23,22 @@ def test_the_document_is_openapi_3_1_with_every_error_as_problem_json():
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for status, response in operation["responses"].items():
-                if int(status) >= 400:
+                if path == "/mcp" and status in MCP_TRANSPORT:
+                    assert sorted(response["content"]) == ["application/json", "text/plain"], status
+                    assert response["content"]["application/json"]["schema"]["$ref"].endswith("/JsonRpcResponse")
+                elif int(status) >= 400:
                     # A protected route's 401 may also be the gateway's own `{"message": ...}`.
-                    gateway = ["application/json"] if status == "401" and path != "/health" else []
+                    gateway = ["application/json"] if status == "401" and path not in PUBLIC else []
                     assert sorted(response["content"]) == sorted(["application/problem+json", *gateway]), (method, path, status)
                     assert response["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
 
 
-def test_every_route_but_health_requires_the_bearer_token():
+def test_every_route_but_the_public_two_requires_the_bearer_token():
     document = build_openapi()
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            if path == "/health":
+            if path in PUBLIC:
                 assert "security" not in operation
             else:
                 assert operation["security"] == [{"HTTPBearer": []}], (method, path)
@@ -45,6 +52,8 @@ def test_each_route_documents_the_statuses_the_contract_gives_it():
     assert statuses("/api/{user_id}/categories", "post") >= {201, 409}
     assert statuses("/health", "get") == {200, 422, 500, 503}
     assert statuses("/api/{user_id}/changes", "get") == {200, 400, 401, 403, 410, 422, 500, 503}
+    assert statuses("/mcp", "post") == {200, 202, 400, 401, 404, 406, 413, 415, 422, 500}
+    assert statuses("/.well-known/oauth-protected-resource", "get") == {200, 422, 500}
     task = build_openapi()["components"]["schemas"]["TaskPublic"]
     assert set(task["required"]) == {
         "id", "title", "description", "completed", "completed_at", "priority", "due_at", "category_id", "tags",

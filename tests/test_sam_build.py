@@ -4,9 +4,10 @@ Every function in .aws-sam/build/ is imported in a fresh interpreter of the func
 runtime (python3.13) that sees only its own directory and the SharedLayer's python/, as
 /var/task and /opt/python on Lambda: not the repo, not the test environment. Then its
 handler answers one event. HTTP functions get a payload 2.0 event: GET /health with the
-database, every other route without claims (401 problem+json: the import, the layer and
-the error path, no data). Scheduled functions get their example event from events/ (the
-EventBridge scheduled event) and run for real against the test run's own database.
+database, GET /.well-known/oauth-protected-resource (no database), every other route
+without claims (401 problem+json: the import, the layer and the error path, no data).
+Scheduled functions get their example event from events/ (the EventBridge scheduled
+event) and run for real against the test run's own database.
 
 Needs `infra/sam.sh build` first (CI runs it before the tests, for x86_64); skipped
 otherwise, and the runs are skipped when the build is for another architecture than this
@@ -167,7 +168,9 @@ with open(result_path, "w") as out:
 """
 
 
-def invoke_built(function: Function, event: dict[str, Any], database_url: str, tmp_path: Path) -> dict[str, Any]:
+def invoke_built(
+    function: Function, event: dict[str, Any], database_url: str, tmp_path: Path, **extra_env: str
+) -> dict[str, Any]:
     if not runs_here():
         pytest.skip(f"the build is for {build_architecture()}, this machine is {platform.machine()}: "
                     "infra/sam.sh build --parameter-overrides Architecture=x86_64 to run it here")
@@ -188,6 +191,7 @@ def invoke_built(function: Function, event: dict[str, Any], database_url: str, t
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_LAMBDA_FUNCTION_NAME": function.logical_id,
+            **extra_env,
         }
     )
     result_path = tmp_path / f"{function.logical_id}.json"
@@ -294,6 +298,15 @@ def test_built_function_answers(function: Function, route: Route, tmp_path: Path
         response = result["response"]
         assert response["statusCode"] == 200, f"{response} (is Postgres up at {database_url}? set TEST_DATABASE_URL)"
         assert decoded_body(response) == {"status": "ok", "database": "ok"}
+    elif function.logical_id == "ProtectedResource":  # no database; the issuer as the template passes it
+        issuer = "https://issuer.example.test/"
+        result = invoke_built(function, http_event(route), database_url, tmp_path, JWT_ISSUER=issuer)
+        response = result["response"]
+        assert response["statusCode"] == 200, response
+        document = decoded_body(response)
+        assert (document["resource"], document["authorization_servers"]) == (
+            "https://api1234567.execute-api.us-east-1.amazonaws.com/mcp", [issuer]
+        )
     else:
         assert not route.public, f"{function.logical_id}: a new public route needs its own case here"
         result = invoke_built(function, http_event(route, claims=None), database_url, tmp_path)

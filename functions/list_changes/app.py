@@ -6,10 +6,10 @@ from fastapi import Query
 
 from shared import changes
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, Cursor, UserId
+from shared.http.deps import CallerDep, UserId
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
-from shared.models import ChangePage
+from shared.models import ChangePage, ChangesQuery
 
 app = create_app("ListChanges")
 
@@ -21,13 +21,8 @@ app = create_app("ListChanges")
     operation_id="listChanges",
     tags=["sync"],
 )
-def list_changes(
-    user_id: UserId,
-    caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=changes.MAX_LIMIT, description="Page size")] = changes.DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> ChangePage:
-    return changes.list_changes(caller=caller, limit=limit, cursor=cursor)
+def list_changes(user_id: UserId, caller: CallerDep, page: Annotated[ChangesQuery, Query()]) -> ChangePage:
+    return changes.list_changes(caller=caller, limit=page.limit, cursor=page.cursor)
 
 
 handler = lambda_handler(app)

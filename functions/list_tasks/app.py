@@ -1,17 +1,16 @@
 """GET /api/{user_id}/tasks: the caller's tasks, filtered, sorted, keyset-paged."""
 
-import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Query
 
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, Cursor, Limit, UserId
+from shared.http.deps import CallerDep, UserId
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
-from shared.models import InputDateTime, SearchWords, Tag, TaskPage
-from shared.task_listing import SortName, Status, TaskFilters
+from shared.models import TaskPage
+from shared.task_listing import TaskListQuery
 
 app = create_app("ListTasks")
 
@@ -23,24 +22,8 @@ app = create_app("ListTasks")
     operation_id="listTasks",
     tags=["tasks"],
 )
-def list_tasks(
-    user_id: UserId,
-    caller: CallerDep,
-    status: Annotated[Status, Query()] = "all",
-    priority: Annotated[Literal["low", "medium", "high"] | None, Query()] = None,
-    category_id: Annotated[uuid.UUID | None, Query()] = None,
-    tag: Annotated[Tag | None, Query(description="Tasks carrying this tag")] = None,
-    due_before: Annotated[InputDateTime | None, Query(description="due_at before this (exclusive), RFC 3339")] = None,
-    due_after: Annotated[InputDateTime | None, Query(description="due_at at or after this, RFC 3339")] = None,
-    q: Annotated[SearchWords | None, Query(description="Every word in title or description, any case")] = None,
-    sort: Annotated[SortName, Query(description="`-` for descending; ties on id; no due_at sorts last")] = "-created_at",
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> TaskPage:
-    filters = TaskFilters(
-        status=status, priority=priority, category_id=category_id, tag=tag, due_before=due_before, due_after=due_after, q=q
-    )
-    return tasks.list_tasks(caller=caller, filters=filters, sort=sort, limit=limit, cursor=cursor)
+def list_tasks(user_id: UserId, caller: CallerDep, query: Annotated[TaskListQuery, Query()]) -> TaskPage:
+    return tasks.list_tasks(caller=caller, filters=query.filters(), sort=query.sort, limit=query.limit, cursor=query.cursor)
 
 
 handler = lambda_handler(app)

@@ -1,11 +1,15 @@
 """GET /api/{user_id}/trash: trashed tasks, most recently trashed first, keyset-paged."""
 
+from typing import Annotated
+
+from fastapi import Query
+
 from shared import tasks
 from shared.http.app import create_app
-from shared.http.deps import CallerDep, Cursor, Limit, UserId
+from shared.http.deps import CallerDep, UserId
 from shared.http.lambda_entry import lambda_handler
 from shared.http.problems import problem_responses
-from shared.models import TrashPage
+from shared.models import PageQuery, TrashPage
 
 app = create_app("ListTrash")
 
@@ -17,8 +21,8 @@ app = create_app("ListTrash")
     operation_id="listTrash",
     tags=["trash"],
 )
-def list_trash(user_id: UserId, caller: CallerDep, limit: Limit = 50, cursor: Cursor = None) -> TrashPage:
-    return tasks.list_trash(caller=caller, limit=limit, cursor=cursor)
+def list_trash(user_id: UserId, caller: CallerDep, page: Annotated[PageQuery, Query()]) -> TrashPage:
+    return tasks.list_trash(caller=caller, limit=page.limit, cursor=page.cursor)
 
 
 handler = lambda_handler(app)

@@ -8,12 +8,12 @@ import re
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Header, Path, Query, Request, Response, Security
+from fastapi import Depends, Header, Path, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import Caller, caller_from_event
 from shared.errors import BadRequest, InvalidField
-from shared.idempotency import IdempotencyKey, Outcome
+from shared.idempotency import KEY_PATTERN, IdempotencyKey, Outcome
 from shared.models import TaskPublic
 
 # Documents the bearer scheme; the token itself was checked by the gateway's authorizer.
@@ -47,7 +47,7 @@ async def if_match(
     return int(found.group(1))
 
 
-_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+_VISIBLE_ASCII = re.compile(KEY_PATTERN)
 
 
 async def idempotency_key(
@@ -56,7 +56,7 @@ async def idempotency_key(
         str,
         Header(
             description="1..255 visible ASCII characters; a retry with the same key and body is replayed",
-            json_schema_extra={"pattern": "^[!-~]{1,255}$"},
+            json_schema_extra={"pattern": KEY_PATTERN},
         ),
     ] = None,  # type: ignore[assignment]
 ) -> IdempotencyKey | None:
@@ -80,8 +80,6 @@ IfMatch = Annotated[int | None, Depends(if_match)]
 UserId = Annotated[str, Path(description="The caller's `sub`, or `me`")]
 TaskId = Annotated[str, Path(description="A task id (uuid)", json_schema_extra={"format": "uuid"})]
 CategoryId = Annotated[str, Path(description="A category id (uuid)", json_schema_extra={"format": "uuid"})]
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
-Cursor = Annotated[str | None, Query(max_length=1024, description="The previous page's `next_cursor`")]
 
 
 def set_etag(response: Response, version: int) -> None:
@@ -93,3 +91,12 @@ def set_task_headers(response: Response, task: TaskPublic, caller: Caller) -> No
     set_etag(response, task.version)
     if task.successor_id is not None:
         response.headers["Link"] = f'</api/{quote(caller.user_id, safe="")}/tasks/{task.successor_id}>; rel="next"'
+
+
+def api_url(request: Request) -> str:
+    """The API's base URL as the caller reached it: the gateway's own domain name from the
+    event (https, unless the gateway said otherwise: the local one serves http)."""
+    event = request.scope.get("aws.event") or {}
+    domain = (event.get("requestContext") or {}).get("domainName") or request.url.netloc
+    scheme = ((event.get("headers") or {}).get("x-forwarded-proto") or "https").split(",")[0].strip()
+    return f"{scheme}://{domain}"

@@ -47,10 +47,20 @@ def synthetic_event(route: APIRoute) -> dict[str, Any]:
     }
     if values:
         event["pathParameters"] = values
-    if route.body_field is not None:
+    body = documented_example(route)
+    if body is None and route.body_field is not None:
+        body = sample(route.body_field.field_info.annotation)
+    if body is not None:
         headers["content-type"] = "application/json"
-        event["body"] = json.dumps(sample(route.body_field.field_info.annotation))
+        event["body"] = json.dumps(body)
     return event
+
+
+def documented_example(route: APIRoute) -> Any:
+    """The JSON example of a body the route documents by hand (`openapi_extra`, as /mcp's
+    JSON-RPC envelope), or None."""
+    content = ((route.openapi_extra or {}).get("requestBody") or {}).get("content") or {}
+    return (content.get("application/json") or {}).get("example")
 
 
 def exercise_models(route: APIRoute) -> bool:

@@ -31,6 +31,30 @@ def request_id_of(request: Request) -> str:
     return (event.get("requestContext") or {}).get("requestId") or ""
 
 
+def problem_body(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    instance: str,
+    request_id: str,
+    errors_: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 document itself (also what an MCP tool error carries, shared/http/mcp.py)."""
+    body: dict[str, Any] = {
+        "type": f"urn:todo-api:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "code": code,
+        "request_id": request_id,
+    }
+    if errors_ is not None:
+        body["errors"] = errors_
+    return body
+
+
 def problem(
     request: Request,
     status: int,
@@ -40,22 +64,18 @@ def problem(
     errors_: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"urn:todo-api:problem:{code}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        "code": code,
-        "request_id": request_id_of(request),
-    }
-    if errors_ is not None:
-        body["errors"] = errors_
+    body = problem_body(status, code, detail, instance=request.url.path, request_id=request_id_of(request), errors_=errors_)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def domain_problem(error: errors.DomainError) -> tuple[int, str, str, list[dict[str, Any]] | None]:
+    """A domain error's status, code, detail and (on 422) field errors."""
+    errors_ = error.errors if isinstance(error, errors.InvalidField) else None
+    return STATUS_OF.get(type(error), 500), error.code, error.detail, errors_
+
+
 def from_domain_error(request: Request, error: errors.DomainError) -> JSONResponse:
-    status = STATUS_OF.get(type(error), 500)
+    status, code, detail, errors_ = domain_problem(error)
     headers: dict[str, str] = {}
     if isinstance(error, errors.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -63,21 +83,25 @@ def from_domain_error(request: Request, error: errors.DomainError) -> JSONRespon
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, errors.PreconditionFailed):
         headers["ETag"] = f'"{error.current_version}"'
-    errors_ = error.errors if isinstance(error, errors.InvalidField) else None
-    return problem(request, status, error.code, error.detail, errors_=errors_, headers=headers)
+    return problem(request, status, code, detail, errors_=errors_, headers=headers)
 
 
 def _jsonable(loc: tuple[Any, ...]) -> list[str | int]:
     return [part if isinstance(part, (str, int)) else str(part) for part in loc]
 
 
-def from_validation_errors(request: Request, raw_errors: list[dict[str, Any]]) -> JSONResponse:
+def validation_problem(raw_errors: list[dict[str, Any]]) -> tuple[int, str, str, list[dict[str, Any]]]:
     """422 naming each field (`loc`), without echoing the input back."""
-    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in raw_errors):
-        return problem(request, 400, "bad_request", "This route needs a JSON object as its body.")
     items = [{"loc": _jsonable(tuple(e.get("loc", ()))), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in raw_errors]
     fields = ", ".join(".".join(str(p) for p in item["loc"]) for item in items)
-    return problem(request, 422, "validation_error", f"Invalid input: {fields}.", errors_=items)
+    return 422, "validation_error", f"Invalid input: {fields}.", items
+
+
+def from_validation_errors(request: Request, raw_errors: list[dict[str, Any]]) -> JSONResponse:
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in raw_errors):
+        return problem(request, 400, "bad_request", "This route needs a JSON object as its body.")
+    status, code, detail, items = validation_problem(raw_errors)
+    return problem(request, status, code, detail, errors_=items)
 
 
 # ---------------------------------------------------------------------------- OpenAPI

@@ -445,6 +445,9 @@ def _banner(url: str, database: str, authorizer_line: str, token: str | None, sc
             "Try it:",
             f"curl -s -X POST {url}/api/me/tasks -H {bearer} -H 'content-type: application/json' -d '{{\"title\":\"Try the API\"}}'",
             f"curl -s {url}/api/me/tasks -H {bearer}",
+            "",
+            "An MCP client (Claude Code):",
+            f"claude mcp add --transport http todo-api {url}/mcp --header {bearer}",
         ]
     lines += ["", "Ctrl-C stops it.", ""]
     return "\n".join(lines)
@@ -485,18 +488,20 @@ def serve(
     started = time.monotonic()
     try:
         given = get_settings().database_url
+        # The functions run in this process and read their settings from `Settings`: they are
+        # given settings that name the issuer this gateway trusts (as the template gives the
+        # JwtIssuer parameter) and the embedded database when there is one (the rest still from
+        # the environment), not variables written into our own environment, which every thread
+        # and child process would then share, and nothing would take back.
+        chosen: dict[str, Any] = {"jwt_issuer": config.issuer}
         if given is not None and given.get_secret_value():
             database = "DATABASE_URL"
         else:
             data_dir = keys.local_dir() / "pgdata"
             postgres = EmbeddedPostgres(data_dir)
-            embedded_url = postgres.start()
-            # The functions run in this process and read their database from `Settings`: they
-            # are given settings that name the embedded one (the rest still from the
-            # environment), not a DATABASE_URL written into our own environment, which every
-            # thread and child process would then share, and nothing would take back.
-            use_settings(Settings(database_url=embedded_url))
-            database = f"embedded Postgres (pid {postgres.pid}, data in {data_dir}) at {embedded_url}"
+            chosen["database_url"] = postgres.start()
+            database = f"embedded Postgres (pid {postgres.pid}, data in {data_dir}) at {chosen['database_url']}"
+        use_settings(Settings(**chosen))
         db.reset()
         logging.getLogger("alembic").setLevel(logging.WARNING)
         migrate()
@@ -546,7 +551,7 @@ def serve(
         if postgres is not None:
             serve_log.info("stopping the embedded Postgres (pid %s)", postgres.pid)
             postgres.stop()
-            use_settings(None)
+        use_settings(None)
         signal.signal(signal.SIGTERM, previous_sigterm)
         serve_log.info("stopped")
     return 0

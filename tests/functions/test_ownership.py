@@ -9,17 +9,20 @@ must have a valid body in VALID_BODIES: the test says so).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 
 import pytest
 
 from shared.template import http_routes
+from shared.tools import TOOLS
 
 # Also run through PgBouncer in transaction mode: the pooler pass of `make test` (tests/conftest.py).
 pytestmark = pytest.mark.pooler
 
-PROTECTED = [(route.method, route.path) for route, _ in http_routes() if not route.public]
+# POST /mcp has its own matrix below: each tool is a cell of it, not the endpoint.
+PROTECTED = [(route.method, route.path) for route, _ in http_routes() if not route.public and route.path != "/mcp"]
 VALID_BODIES = {
     ("POST", "/api/{user_id}/tasks"): {"title": "written by the caller"},
     ("PUT", "/api/{user_id}/tasks/{task_id}"): {"title": "written by the caller"},
@@ -136,3 +139,64 @@ def test_lists_hold_only_the_callers_data(api, alice, bob):
 def test_me_and_the_callers_own_id_are_the_same_user(api, alice):
     task = api.create_task(alice)
     assert api.get(f"/api/{alice}/tasks/{task['id']}", user=alice).json() == api.get(f"/api/me/tasks/{task['id']}", user=alice).json()
+
+
+# -- the MCP tools (POST /mcp): each tool × {owner, another user, no identity} × the ids ---------
+
+TOOL_ARGUMENTS = {
+    "add_task": lambda ids: {"title": "written by the caller", "category_id": ids["category_id"]},
+    "list_tasks": lambda ids: {"category_id": ids["category_id"]},
+    "get_task": lambda ids: {"task_id": ids["task_id"]},
+    "update_task": lambda ids: {"task_id": ids["task_id"], "title": "written by the caller"},
+    "complete_task": lambda ids: {"task_id": ids["task_id"]},
+    "delete_task": lambda ids: {"task_id": ids["task_id"]},
+    "restore_task": lambda ids: {"task_id": ids["trashed_id"]},
+    "list_categories": lambda ids: {},
+    "add_category": lambda ids: {"name": "written by the caller"},
+}
+# A list of someone else's things is empty, not refused; a create that names someone
+# else's category is the 422 a missing one gets.
+_FOREIGN = {"add_task": "validation_error", "list_tasks": "empty"}
+
+
+def _mcp_expected(tool: str, identity: str, which_id: str) -> str:
+    if identity == "no identity":
+        return "401"
+    mine = (identity == "owner" and which_id == "owner's id") or (identity == "another user" and which_id == "another user's id")
+    if mine or tool in ("list_categories", "add_category"):
+        return "ok"
+    return _FOREIGN.get(tool, "not_found")
+
+
+@pytest.mark.parametrize("tool", [t.name for t in TOOLS])
+def test_mcp_tool_ownership_matrix(api, sql, alice, bob, tool):
+    assert set(TOOL_ARGUMENTS) == {t.name for t in TOOLS}, "add the new tool's arguments to TOOL_ARGUMENTS"
+    for identity in ("owner", "another user", "no identity"):
+        for which_id in IDS:
+            cell_id = uuid.uuid4().hex[:6]
+            owner, other = f"{alice}-{cell_id}", f"{bob}-{cell_id}"
+            ids = {"owner's id": _world(api, owner), "another user's id": _world(api, other)}
+            ids["unknown id"] = {"task_id": str(uuid.uuid4()), "category_id": str(uuid.uuid4()), "trashed_id": str(uuid.uuid4())}
+            caller = {"owner": owner, "another user": other, "no identity": None}[identity]
+            before = _snapshot(sql, [owner, other])
+
+            message = {"name": tool, "arguments": TOOL_ARGUMENTS[tool](ids[which_id])}
+            reply = api.mcp(caller, "tools/call", message)
+
+            expected = _mcp_expected(tool, identity, which_id)
+            cell = f"tool {tool} | {identity} | {which_id}"
+            if expected == "401":
+                assert (reply.status, reply.problem["code"]) == (401, "unauthorized"), cell
+            else:
+                assert reply.status == 200, f"{cell}: {reply.status} {reply.body[:200]!r}"
+                result = reply.json()["result"]
+                if expected in ("ok", "empty"):
+                    assert not result["isError"], f"{cell}: {result}"
+                    if expected == "empty":
+                        assert result["structuredContent"]["items"] == [], cell
+                else:
+                    assert result["isError"], f"{cell}: {result}"
+                    assert json.loads(result["content"][0]["text"])["code"] == expected, f"{cell}: {result}"
+            if expected not in ("ok",) or tool.startswith(("list_", "get_")):
+                assert _snapshot(sql, [owner, other]) == before, f"{cell}: a refused or read-only call changed data"
+            CELLS[f"tool {tool}"] += 1

@@ -156,6 +156,37 @@ def test_every_route_is_one_flight_and_a_replay_one_more(api: LambdaApi, alice, 
         assert syncs == [1, 1, 1]
 
 
+TOOL_CALLS = [
+    ("add_task", {"title": "t"}),
+    ("add_task", {"title": "t", "idempotency_key": "key"}),
+    ("list_tasks", {"sort": "title", "q": "milk", "tag": "x"}),
+    ("get_task", {"task_id": "{task}"}),
+    ("update_task", {"task_id": "{task}", "title": "v"}),
+    ("complete_task", {"task_id": "{task}"}),
+    ("delete_task", {"task_id": "{gone}"}),
+    ("restore_task", {"task_id": "{trashed}"}),
+    ("list_categories", {}),
+    ("add_category", {"name": "n", "idempotency_key": "key"}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), TOOL_CALLS, ids=[f"tool {t}{' +key' if 'idempotency_key' in a else ''}" for t, a in TOOL_CALLS])
+def test_every_mcp_tool_call_is_one_flight_and_a_replay_one_more(api: LambdaApi, alice, syncs, tool, arguments):
+    ids = {"task": api.create_task(alice)["id"], "gone": api.create_task(alice)["id"], "trashed": api.create_task(alice)["id"]}
+    api.delete(f"/api/me/tasks/{ids['trashed']}", user=alice)
+    arguments = {name: value.format(**ids) if isinstance(value, str) else value for name, value in arguments.items()}
+    if "idempotency_key" in arguments:
+        arguments["idempotency_key"] = f"k-{uuid.uuid4().hex}"
+    syncs.clear()
+    result = api.call_tool(alice, tool, arguments)
+    assert not result["isError"], result
+    assert syncs == [1], f"{len(syncs)} flights"
+    if "idempotency_key" in arguments:  # the replay: the change's flight fails on the key, one more reads the record
+        again = api.call_tool(alice, tool, arguments)
+        assert again["_meta"]["todo-api/idempotent-replayed"] is True and again["structuredContent"] == result["structuredContent"]
+        assert syncs == [1, 1, 1]
+
+
 def test_a_transaction_spans_flights_and_commits_at_the_end_only(database_url, sql):
     marker = f"tx-{uuid.uuid4().hex[:8]}"
     with db.transaction(user_id=marker) as work:
