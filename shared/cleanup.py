@@ -42,6 +42,9 @@ from shared.observability import logger, metrics
 from shared.settings import get_settings
 
 BATCH_SIZE = 5000
+# A batch whose owners were all busy (their user rows held: a write in flight, another run's
+# batch) is tried again after each of these pauses, then its rows are left for the next run.
+BUSY_OWNER_PAUSES_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25)
 # The most the final "anything left?" check may take (see _clean).
 CHECK_TIMEOUT_CAP_MS = 120_000
 
@@ -69,16 +72,12 @@ def _batch_delete(table: str, column: str, expired: str, *, owners_free: bool = 
     one's, or counted by _ANYTHING_LEFT as not finished.
 
     `owners_free` (tasks): a purge appends to its owners' change logs, which takes their
-    user rows (migration 0008). `change_log_free_owners` locks them SKIP LOCKED (or, with
-    :wait, waits for them up to 1 s): the rows of a user whose row is held (a write of
-    theirs in flight, another run's batch) are not deleted, and `skipped` says from where
-    (see _clean). The result: (deleted, taken, last value taken, first value skipped).
+    user rows (migration 0008). `change_log_free_owners` locks them SKIP LOCKED: the rows of
+    a user whose row is held (a write of theirs in flight, another run's batch) are not
+    deleted, and `skipped` says from where (see _clean). The result: (deleted, taken, last
+    value taken, first value skipped).
     """
-    free = (
-        ", free AS (SELECT change_log_free_owners(ARRAY(SELECT DISTINCT user_id FROM chosen), :wait::bool) AS user_id)"
-        if owners_free
-        else ""
-    )
+    free = ", free AS (SELECT change_log_free_owners(ARRAY(SELECT DISTINCT user_id FROM chosen)) AS user_id)" if owners_free else ""
     skipped = (
         f"(SELECT min({column}) FROM chosen WHERE user_id NOT IN (SELECT user_id FROM free))" if owners_free else "NULL::timestamptz"
     )
@@ -157,25 +156,35 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
     run.trash_cutoff = trash_cutoff
     cutoffs = {_TASKS.key: trash_cutoff, _IDEMPOTENCY_KEYS.key: now, _CHANGES.key: changes_cutoff}
     for kind in KINDS:
-        floor, wait = None, False
+        floor, pauses = None, iter(BUSY_OWNER_PAUSES_S)
         while True:
             if not run.may_start(remaining_ms()):
                 return
             began = time.perf_counter()
-            (batch,) = flight(kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size, wait=wait), role=CLEANUP_ROLE)
+            (batch,) = flight(kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size), role=CLEANUP_ROLE)
             row = batch.rows[0]
             run.batches += 1
             run.slowest_batch_ms = max(run.slowest_batch_ms, (time.perf_counter() - began) * 1000)
             run.deleted[kind.key] += row["deleted"]
-            if row["skipped"] is not None and (row["deleted"] > 0 or not wait):
-                # Some owners were busy: the next batch starts at their first row again (never
-                # past a row not deleted); when nobody's could be deleted, it waits for them.
-                floor, wait = row["skipped"], row["deleted"] == 0
+            if row["skipped"] is None:
+                floor = row["last"]
+                if row["taken"] < batch_size:  # everything not held by someone else was taken
+                    break
                 continue
-            # Nothing skipped, or a wait ran out (a user busy past a second: the next run's).
-            floor, wait = row["last"], False
-            if row["taken"] < batch_size:  # everything not held by someone else was taken
-                break
+            # Some owners were busy: the next batch starts at their first row again (never
+            # past a row not deleted), after a pause when nothing else was deleted; a user
+            # busy past every pause is left for the next run.
+            if row["deleted"] > 0:
+                floor, pauses = row["skipped"], iter(BUSY_OWNER_PAUSES_S)
+                continue
+            pause = next(pauses, None)
+            if pause is None:
+                floor, pauses = row["last"], iter(BUSY_OWNER_PAUSES_S)
+                if row["taken"] < batch_size:
+                    break
+                continue
+            floor = row["skipped"]
+            time.sleep(pause)
     if not run.may_start(remaining_ms()):
         return
     # Right after a large purge the index is full of entries of rows just deleted, and the

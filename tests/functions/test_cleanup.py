@@ -418,7 +418,7 @@ def test_the_batch_finds_expired_trash_through_its_index_not_the_live_tasks(sql,
     add_tasks(sql, alice, 5000, None)
     add_tasks(sql, alice, 20, f"now() - {RETENTION} - interval '1 day'")
     sql.run("ANALYZE tasks")
-    plan = explain(cleanup._TASKS.delete(cutoff=datetime.now(timezone.utc), floor=None, n=5000, wait=False), role=db.CLEANUP_ROLE)
+    plan = explain(cleanup._TASKS.delete(cutoff=datetime.now(timezone.utc), floor=None, n=5000), role=db.CLEANUP_ROLE)
     assert "Index Scan using ix_tasks_deleted_at" in plan, plan
     assert "Seq Scan" not in plan, plan
 

@@ -208,29 +208,16 @@ def upgrade() -> None:
         END
         $fn$;
 
-        -- The cleanup's purge: of these owners, those whose user rows it now holds. Without
-        -- `wait`, SKIP LOCKED (never waits); with it, all of them in id order, waiting at most
-        -- the lock_timeout (none when that runs out: the rows are the next run's).
-        CREATE FUNCTION change_log_free_owners(owners varchar[], wait boolean) RETURNS SETOF varchar
-            LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+        -- The cleanup's purge: of these owners, those whose user row it could lock at once
+        -- (SKIP LOCKED: a user writing right now is left for the next run, never waited on).
+        CREATE FUNCTION change_log_free_owners(owners varchar[]) RETURNS SETOF varchar
+            LANGUAGE sql VOLATILE SECURITY DEFINER
             SET search_path = pg_catalog, pg_temp
-            SET lock_timeout = '1s'
         AS $fn$
-        BEGIN
-            IF NOT wait THEN
-                RETURN QUERY SELECT u.id FROM public.users u WHERE u.id = ANY (owners) ORDER BY u.id FOR NO KEY UPDATE SKIP LOCKED;
-                RETURN;
-            END IF;
-            BEGIN
-                PERFORM FROM public.users u WHERE u.id = ANY (owners) ORDER BY u.id FOR NO KEY UPDATE;
-            EXCEPTION WHEN lock_not_available THEN
-                RETURN;
-            END;
-            RETURN QUERY SELECT DISTINCT o FROM unnest(owners) AS o;
-        END
+            SELECT u.id FROM public.users u WHERE u.id = ANY (owners) ORDER BY u.id FOR NO KEY UPDATE SKIP LOCKED
         $fn$;
-        REVOKE ALL ON FUNCTION change_log_free_owners(varchar[], boolean) FROM PUBLIC;
-        GRANT EXECUTE ON FUNCTION change_log_free_owners(varchar[], boolean) TO todo_cleanup;
+        REVOKE ALL ON FUNCTION change_log_free_owners(varchar[]) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION change_log_free_owners(varchar[]) TO todo_cleanup;
 
         CREATE TRIGGER change_log_inserted AFTER INSERT ON tasks
             REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION change_log_tasks();
@@ -249,7 +236,7 @@ def upgrade() -> None:
         GRANT CREATE ON SCHEMA public TO todo_changes;
         ALTER FUNCTION change_log_tasks() OWNER TO todo_changes;
         ALTER FUNCTION change_log_categories() OWNER TO todo_changes;
-        ALTER FUNCTION change_log_free_owners(varchar[], boolean) OWNER TO todo_changes;
+        ALTER FUNCTION change_log_free_owners(varchar[]) OWNER TO todo_changes;
         REVOKE CREATE ON SCHEMA public FROM todo_changes;
         """
     )
@@ -264,7 +251,7 @@ def downgrade() -> None:
         DROP TRIGGER change_log_inserted ON categories;
         DROP TRIGGER change_log_updated ON categories;
         DROP TRIGGER change_log_deleted ON categories;
-        DROP FUNCTION change_log_tasks(), change_log_categories(), change_log_free_owners(varchar[], boolean);
+        DROP FUNCTION change_log_tasks(), change_log_categories(), change_log_free_owners(varchar[]);
         DROP POLICY users_change_numbers ON users;
         DROP POLICY categories_change_log ON categories;
         DROP POLICY tasks_publish ON tasks;
