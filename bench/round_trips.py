@@ -58,6 +58,7 @@ import argparse
 import contextlib
 import dataclasses
 import gc
+import itertools
 import json
 import os
 import platform
@@ -479,6 +480,9 @@ def route_cases(project: Project, f: Fixtures) -> dict[str, Case]:
     add("CompleteTask", "CompleteTask", 200, lambda: project.event("CompleteTask", reader, ids=task["CompleteTask"]))
     add("CompleteTask+key", "CompleteTask", 200, lambda: project.event(
         "CompleteTask", reader, ids=task["CompleteTask+key"], headers=key()))
+    moves = itertools.cycle([f.tasks[6], f.tasks[7]])  # task 5 goes after one, then the other: a real move each call
+    add("MoveTask", "MoveTask", 200, lambda: project.event(
+        "MoveTask", reader, ids={"task_id": f.tasks[5]}, body={"parent_id": None, "after": next(moves)}))
     add("ListTrash", "ListTrash", 200, lambda: project.event("ListTrash", reader))
     add("RestoreTask", "RestoreTask", 200, lambda: project.event("RestoreTask", pool, ids={"task_id": f.to_restore.pop()}))
     add("ListCategories", "ListCategories", 200, lambda: project.event("ListCategories", reader))

@@ -1,6 +1,8 @@
 """Categories: per-user names, unique case-insensitively; deleting one uncategorises its tasks.
 
 Each request is one flight of one statement (shared/db.py); `task_count` is a column of it.
+A write takes the caller's user row first (`lock_user`), as every write of tasks does
+(docs/decisions/0010): one lock order for every flight.
 """
 
 import uuid
@@ -13,6 +15,7 @@ from shared.idempotency import IdempotencyKey, Outcome, key_params, remember_sql
 from shared.models import CategoryCreate, CategoryPage, CategoryPublic, CategoryUpdate
 from shared.pagination import decode_cursor
 from shared.records import Field, checked_outcome, created_once, fetched, page_of, parse_id, versioned_write, write_values
+from shared.users import lock_user
 
 _UNIQUE_NAME = "uq_categories_user_lower_name"
 COLUMNS = "id, name, color, created_at, updated_at, version"
@@ -92,7 +95,7 @@ def update_category(*, caller: Caller, category_id: str, data: CategoryUpdate, i
         user_id=caller.user_id, id=parse_id(category_id, "category"), if_match=if_match, now=_now(), **write_values(_FIELDS, values)
     )
     try:
-        (result,) = flight(query, user_id=caller.user_id)
+        _, result = flight(lock_user(caller), query, user_id=caller.user_id)
     except QueryFailed as failed:
         _unique_name(failed, values.get("name"))
         raise
@@ -101,7 +104,7 @@ def update_category(*, caller: Caller, category_id: str, data: CategoryUpdate, i
 
 def delete_category(*, caller: Caller, category_id: str, if_match: int | None = None) -> None:
     query = _DELETE(user_id=caller.user_id, id=parse_id(category_id, "category"), if_match=if_match, now=_now())
-    (result,) = flight(query, user_id=caller.user_id)
+    _, result = flight(lock_user(caller), query, user_id=caller.user_id)
     row = result.first()
     if row is None:
         raise NotFound("No such category.")

@@ -32,18 +32,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools.metrics import MetricUnit
-from shared.batches import STOP_MARGIN_MS, BatchRun, no_limit
+from shared.batches import STOP_MARGIN_MS, BatchRun, no_limit, run_batches
 from shared.db import CLEANUP_ROLE, Sql, flight
 from shared.errors import DatabaseUnavailable
-from shared.observability import logger, metrics
+from shared.observability import logger
 from shared.settings import get_settings
 
 BATCH_SIZE = 5000
-# A batch whose owners were all busy (their user rows held: a write in flight, another run's
-# batch) is tried again after each of these pauses, then its rows are left for the next run.
+# A batch whose owners were all busy (their user rows held: a write in flight) is tried
+# again after each of these pauses, then its rows are left for the next run.
 BUSY_OWNER_PAUSES_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25)
 # The most the final "anything left?" check may take (see _clean).
 CHECK_TIMEOUT_CAP_MS = 120_000
@@ -57,7 +57,7 @@ _CUTOFFS = Sql(
 @dataclass(frozen=True)
 class _Kind:
     key: str  # its count in the result
-    metric: str
+    metric: str  # its metric, after the run's prefix
     delete: Sql  # one batch: (deleted, taken, last value taken) for :cutoff, :floor, :n
 
 
@@ -100,13 +100,19 @@ def _batch_delete(table: str, column: str, expired: str, *, owners_free: bool = 
     )
 
 
-_TASKS = _Kind(key="tasks_deleted", metric="CleanupTasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<", owners_free=True))
+# Taken by every batch of the purge before its rows: two runs' purges take turns, batch by
+# batch, rather than each finding the other's owners held (and giving up on them after the
+# pauses below). A user's write never takes it, so it cannot deadlock with one; held to the
+# batch's commit (a few ms).
+_PURGE_TURN = Sql("SELECT pg_advisory_xact_lock(hashtext('todo-api cleanup purge')) AS turn")
+
+_TASKS = _Kind(key="tasks_deleted", metric="TasksDeleted", delete=_batch_delete("tasks", "deleted_at", "<", owners_free=True))
 _IDEMPOTENCY_KEYS = _Kind(
     key="idempotency_keys_deleted",
-    metric="CleanupIdempotencyKeysDeleted",
+    metric="IdempotencyKeysDeleted",
     delete=_batch_delete("idempotency_keys", "expires_at", "<="),
 )
-_CHANGES = _Kind(key="changes_deleted", metric="CleanupChangesDeleted", delete=_batch_delete("change_log", "at", "<"))
+_CHANGES = _Kind(key="changes_deleted", metric="ChangesDeleted", delete=_batch_delete("change_log", "at", "<"))
 KINDS = (_TASKS, _IDEMPOTENCY_KEYS, _CHANGES)
 
 # The oldest of each, read from the end of its index (never a scan of the live tasks).
@@ -122,12 +128,20 @@ _ANYTHING_LEFT = Sql(
 
 @dataclass
 class _Run(BatchRun):
+    job: ClassVar[str] = "cleanup"
+    metric: ClassVar[str] = "Cleanup"
     deleted: dict[str, int] = field(default_factory=lambda: {kind.key: 0 for kind in KINDS})
     trash_cutoff: datetime | None = None
 
     def result(self) -> dict[str, Any]:
         """What the contract prints (the pruned log entries are in the log line and metrics)."""
         return {"tasks_deleted": self.deleted[_TASKS.key], "idempotency_keys_deleted": self.deleted[_IDEMPOTENCY_KEYS.key], "finished": self.finished}
+
+    def log_fields(self) -> dict[str, Any]:
+        return {_CHANGES.key: self.deleted[_CHANGES.key], "trash_cutoff": self.trash_cutoff.isoformat() if self.trash_cutoff else None}
+
+    def counts(self) -> dict[str, tuple[str, float]]:
+        return {kind.metric: (MetricUnit.Count, self.deleted[kind.key]) for kind in KINDS}
 
 
 def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: int | None = None) -> dict[str, Any]:
@@ -138,13 +152,7 @@ def run_cleanup(*, remaining_ms: Callable[[], int] | None = None, batch_size: in
     fault is logged and raised, and the next run does the rest.
     """
     run = _Run()
-    try:
-        _clean(run, remaining_ms or no_limit, batch_size or BATCH_SIZE)
-    except Exception:
-        _report(run, failed=True)
-        raise
-    _report(run, failed=False)
-    return run.result()
+    return run_batches(run, lambda: _clean(run, remaining_ms or no_limit, batch_size or BATCH_SIZE))
 
 
 def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
@@ -161,7 +169,10 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
             if not run.may_start(remaining_ms()):
                 return
             began = time.perf_counter()
-            (batch,) = flight(kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size), role=CLEANUP_ROLE)
+            queries = [kind.delete(cutoff=cutoffs[kind.key], floor=floor, n=batch_size)]
+            if kind is _TASKS:
+                queries.insert(0, _PURGE_TURN())
+            batch = flight(*queries, role=CLEANUP_ROLE)[-1]
             row = batch.rows[0]
             run.batches += 1
             run.slowest_batch_ms = max(run.slowest_batch_ms, (time.perf_counter() - began) * 1000)
@@ -200,26 +211,3 @@ def _clean(run: _Run, remaining_ms: Callable[[], int], batch_size: int) -> None:
         return
     run.finished = not left.rows[0]["left"]
 
-
-def _report(run: _Run, *, failed: bool) -> None:
-    """One log line and the metrics, whether the run finished, stopped or failed."""
-    duration_ms = round((time.perf_counter() - run.started) * 1000, 1)
-    fields = {
-        **run.result(),
-        _CHANGES.key: run.deleted[_CHANGES.key],
-        "batches": run.batches,
-        "duration_ms": duration_ms,
-        "slowest_batch_ms": round(run.slowest_batch_ms, 1),
-        "out_of_time": run.out_of_time,
-        "trash_cutoff": run.trash_cutoff.isoformat() if run.trash_cutoff else None,
-    }
-    if failed:
-        logger.exception("cleanup failed", extra=fields)
-    else:
-        logger.info("cleanup", extra=fields)
-    for kind in KINDS:
-        metrics.add_metric(name=kind.metric, unit=MetricUnit.Count, value=run.deleted[kind.key])
-    metrics.add_metric(name="CleanupBatches", unit=MetricUnit.Count, value=run.batches)
-    metrics.add_metric(name="CleanupDuration", unit=MetricUnit.Milliseconds, value=duration_ms)
-    metrics.add_metric(name="CleanupFinished", unit=MetricUnit.Count, value=int(run.finished))
-    metrics.add_metric(name="CleanupFailed", unit=MetricUnit.Count, value=int(failed))

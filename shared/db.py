@@ -11,8 +11,9 @@ rest), so a failing statement in the middle leaves nothing written.
 
 Every flight begins with the request's transaction-local settings (`set_config(..., true)`,
 safe behind Neon's transaction pooler): its role (`todo_app`, which row-level security
-binds; `todo_cleanup` for the cleanup), the caller's id, `statement_timeout` and
-`lock_timeout`. They hold until the Sync, and not a statement longer.
+binds; `todo_cleanup` for the cleanup), the caller's id, `statement_timeout`,
+`lock_timeout`, and the per-user limits the insert triggers enforce (`app.max_tasks`,
+`app.max_categories`). They hold until the Sync, and not a statement longer.
 
 pg8000 opens and authenticates the connection; the flight speaks the extended query
 protocol itself on pg8000's socket (pg8000 has no pipelining), with pg8000's own text
@@ -105,7 +106,8 @@ class QueryFailed(Exception):
 
 _PER_TRANSACTION = Sql(
     "SELECT set_config('statement_timeout', :statement_timeout, true), set_config('lock_timeout', :lock_timeout, true),"
-    " set_config('app.user_id', :user_id, true), set_config('role', :role, true)"
+    " set_config('app.user_id', :user_id, true), set_config('role', :role, true),"
+    " set_config('app.max_tasks', :max_tasks, true), set_config('app.max_categories', :max_categories, true)"
 )
 
 
@@ -161,12 +163,16 @@ _BEGIN, _COMMIT, _ROLLBACK = Query("BEGIN"), Query("COMMIT"), Query("ROLLBACK")
 
 
 def _settings(user_id: str | None, role: str, lock_timeout_ms: int, statement_timeout_ms: int | None = None) -> Query:
-    timeout_ms = statement_timeout_ms if statement_timeout_ms is not None else int(get_settings().db_statement_timeout * 1000)
+    settings = get_settings()
+    timeout_ms = statement_timeout_ms if statement_timeout_ms is not None else int(settings.db_statement_timeout * 1000)
     return _PER_TRANSACTION(
         statement_timeout=f"{timeout_ms}ms",
         lock_timeout=f"{lock_timeout_ms}ms",
         user_id=user_id or "",
         role=role,
+        # The limits the database's insert triggers hold each user to (migration 0009).
+        max_tasks=str(settings.max_tasks_per_user),
+        max_categories=str(settings.max_categories_per_user),
     )
 
 

@@ -27,6 +27,12 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class QuotaExceeded(Conflict):
+    """One more would pass a per-user limit (MAX_TASKS_PER_USER, MAX_CATEGORIES_PER_USER)."""
+
+    code = "quota_exceeded"
+
+
 class PreconditionFailed(DomainError):
     code = "precondition_failed"
 

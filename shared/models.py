@@ -118,6 +118,9 @@ class User(SQLModel, table=True):
     # The change log's per-user number and the time of its last entry (migration 0008).
     last_change: int = 0
     last_change_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # Upper bounds of what the user holds, raised by each insert (migration 0009: the limits).
+    tasks_held: int = 0
+    categories_held: int = 0
 
 
 class Owned(SQLModel):
@@ -164,6 +167,9 @@ class Task(Owned, table=True):
     successor_of: uuid.UUID | None = Field(default=None, unique=True)
     remind_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reminded_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    parent_id: uuid.UUID | None = None  # (owner, parent) -> tasks (owner, id); tree rules by trigger (0009)
+    position: str = Field(sa_column=Column(String, nullable=False))  # a fractional key among siblings, COLLATE "C"
+    trashed_with: uuid.UUID | None = None  # the task whose trashing trashed this one: restore's batch
 
 
 class ChangeLogEntry(SQLModel, table=True):
@@ -209,6 +215,11 @@ class TaskFields(SQLModel):
     remind_at: Timestamp | None = PydanticField(
         default=None, description="When to remind; not after due_at", examples=["2026-12-01T08:45:00Z"]
     )
+    parent_id: uuid.UUID | None = PydanticField(
+        default=None,
+        description="Makes this a subtask of another live task of yours (depth at most 5 counting the top task, at most 200"
+        " direct subtasks, no cycles); a new parent puts the task last among its new siblings",
+    )
 
 
 class TaskCreate(TaskFields, WriteModel):
@@ -232,6 +243,13 @@ class CompleteRequest(WriteModel):
     completed: StrictBool
 
 
+class MoveRequest(WriteModel):
+    """Where a task goes: under `parent_id` (null: the top level), right after `after` (null: first)."""
+
+    parent_id: uuid.UUID | None = PydanticField(description="The new parent (null: a top-level task)")
+    after: uuid.UUID | None = PydanticField(description="The live sibling under that parent to follow (null: first)")
+
+
 class TaskPublic(TaskFields):
     """A task as every route shows it: the writable fields and what the server sets."""
 
@@ -247,6 +265,9 @@ class TaskPublic(TaskFields):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+    position: str = PydanticField(
+        description="Its place among its siblings (same parent_id): keys compare byte-wise; set by create (last) and by move"
+    )
 
     # Not a field: what the `Link: <...>; rel="next"` header names, when the task has one.
     _successor_id: uuid.UUID | None = PrivateAttr(default=None)

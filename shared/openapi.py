@@ -22,6 +22,15 @@ _GATEWAY_REFUSAL = {
 }
 
 
+# What the gateway answers itself when a route's throttle (template parameters ThrottleRate,
+# ThrottleBurst) is exceeded: every route, before any function runs. `todo-api serve` does
+# not throttle.
+_GATEWAY_THROTTLED = {
+    "description": "Throttled by the API gateway (ThrottleRate / ThrottleBurst); retry later. Not sent by `todo-api serve`",
+    "content": {"application/json": {**_GATEWAY_REFUSAL, "example": {"message": "Too Many Requests"}}},
+}
+
+
 def _problems_as_problem_json(operation: dict[str, Any], *, public: bool) -> None:
     """FastAPI files every response model under application/json; errors are problem+json.
 
@@ -47,6 +56,7 @@ def build_openapi() -> dict[str, Any]:
         for path, operations in document.get("paths", {}).items():
             for method, operation in operations.items():
                 _problems_as_problem_json(operation, public=not operation.get("security"))
+                operation["responses"] = dict(sorted({**operation["responses"], "429": copy.deepcopy(_GATEWAY_THROTTLED)}.items()))
                 paths.setdefault(path, {})[method] = operation
         components = document.get("components", {})
         schemas.update(components.get("schemas", {}))

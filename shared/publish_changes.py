@@ -39,14 +39,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from shared import events as event_bus
-from shared.batches import BatchRun, no_limit
+from shared.batches import BatchRun, no_limit, run_batches
 from shared.changes import object_data, public
 from shared.db import Sql, flight, transaction
-from shared.observability import logger, metrics
 
 ROLE = "todo_publisher"
 BATCH_USERS = 50
@@ -138,8 +137,24 @@ class _Run(BatchRun):
     error_codes: dict[str, int] = field(default_factory=dict)
     cutoff: datetime | None = None
 
+    job: ClassVar[str] = "publish changes"
+    metric: ClassVar[str] = "Changes"
+
     def result(self) -> dict[str, Any]:
         return {"published": self.published, "finished": self.finished}
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "stopped_users": len(self.stopped_users),
+            "error_codes": self.error_codes,
+            "cutoff": self.cutoff.isoformat() if self.cutoff else None,
+        }
+
+    def counts(self) -> dict[str, tuple[str, float]]:
+        return {"Published": (MetricUnit.Count, self.published), "StoppedUsers": (MetricUnit.Count, len(self.stopped_users))}
+
+    def left_undone(self) -> str | None:
+        return "some events were not put; they are put again by the next run" if self.stopped_users else None
 
 
 def run_publish(
@@ -155,13 +170,7 @@ def run_publish(
     batch in flight (whatever it had put is put again next run, same ids) and is raised.
     """
     run = _Run()
-    try:
-        _publish(run, remaining_ms or no_limit, batch_users or BATCH_USERS, publisher or event_bus.publisher())
-    except Exception:
-        _report(run, failed=True)
-        raise
-    _report(run, failed=False)
-    return run.result()
+    return run_batches(run, lambda: _publish(run, remaining_ms or no_limit, batch_users or BATCH_USERS, publisher or event_bus.publisher()))
 
 
 def _publish(run: _Run, remaining_ms: Callable[[], int], batch_users: int, publisher: event_bus.Publisher) -> None:
@@ -223,29 +232,3 @@ def _put_in_order(run: _Run, rows: list[dict[str, Any]], publisher: event_bus.Pu
         start += ROUND
     return [(user, by_user[user][0]["seq"], last) for user, last in through.items()]
 
-
-def _report(run: _Run, *, failed: bool) -> None:
-    """One log line and the metrics, whether the run finished, stopped or failed."""
-    duration_ms = round((time.perf_counter() - run.started) * 1000, 1)
-    fields = {
-        **run.result(),
-        "stopped_users": len(run.stopped_users),
-        "error_codes": run.error_codes,
-        "batches": run.batches,
-        "duration_ms": duration_ms,
-        "slowest_batch_ms": round(run.slowest_batch_ms, 1),
-        "out_of_time": run.out_of_time,
-        "cutoff": run.cutoff.isoformat() if run.cutoff else None,
-    }
-    if failed:
-        logger.exception("publish changes failed", extra=fields)
-    elif run.stopped_users:
-        logger.error("publish changes: some events were not put; they are put again by the next run", extra=fields)
-    else:
-        logger.info("publish changes", extra=fields)
-    metrics.add_metric(name="ChangesPublished", unit=MetricUnit.Count, value=run.published)
-    metrics.add_metric(name="ChangesStoppedUsers", unit=MetricUnit.Count, value=len(run.stopped_users))
-    metrics.add_metric(name="ChangesBatches", unit=MetricUnit.Count, value=run.batches)
-    metrics.add_metric(name="ChangesDuration", unit=MetricUnit.Milliseconds, value=duration_ms)
-    metrics.add_metric(name="ChangesFinished", unit=MetricUnit.Count, value=int(run.finished))
-    metrics.add_metric(name="ChangesRunFailed", unit=MetricUnit.Count, value=int(failed))

@@ -21,10 +21,10 @@ from typing import Any
 
 from shared.auth import Caller
 from shared.db import Query, QueryFailed, flight
-from shared.errors import NotFound, PreconditionFailed
+from shared.errors import NotFound, PreconditionFailed, QuotaExceeded
 from shared.idempotency import IdempotencyKey, Outcome, run_once
 from shared.pagination import encode_cursor
-from shared.users import ensure_user
+from shared.users import ensure_user, lock_user
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,17 @@ def page_of(
     return page, encode_cursor(position(page[-1]), binding) if more else None
 
 
+# The insert triggers' refusals (migration 0009): the limit each names.
+_QUOTAS = {"quota_tasks": ("tasks", "MAX_TASKS_PER_USER"), "quota_categories": ("categories", "MAX_CATEGORIES_PER_USER")}
+
+
+def refused_by_quota(failed: QueryFailed) -> None:
+    """A per-user limit the insert would pass is 409 `quota_exceeded` (the one place)."""
+    if failed.constraint in _QUOTAS:
+        what, setting = _QUOTAS[failed.constraint]
+        raise QuotaExceeded(f"You hold as many {what} as one user may ({setting}); delete some (the trash counts) first.") from None
+
+
 def created_once(
     *, caller: Caller, insert: Query, idempotency: IdempotencyKey | None, model: Any, refused: Callable[[QueryFailed], None]
 ) -> Outcome[Any]:
@@ -114,12 +125,14 @@ def created_once(
         return run_once(
             user_id=caller.user_id,
             idempotency=idempotency,
-            queries=[ensure_user(caller), insert],
-            read=lambda results: model.of(results[1].rows[0]),
+            # The user's write lock first (a no-op for a new user, whose row the upsert makes).
+            queries=[lock_user(caller), ensure_user(caller), insert],
+            read=lambda results: model.of(results[2].rows[0]),
             model=model,
             stored_as=model.of,
         )
     except QueryFailed as failed:
+        refused_by_quota(failed)
         refused(failed)
         raise
 

@@ -32,13 +32,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from shared import events as event_bus
-from shared.batches import BatchRun, no_limit
+from shared.batches import BatchRun, no_limit, run_batches
 from shared.db import Sql, flight, transaction
-from shared.observability import logger, metrics
 from shared.settings import get_settings
 
 ROLE = "todo_reminders"
@@ -119,8 +118,31 @@ class _Run(BatchRun):
     lag_total_ms: int = 0
     cutoff: datetime | None = None
 
+    job: ClassVar[str] = "reminders"
+    metric: ClassVar[str] = "Reminders"
+
     def result(self) -> dict[str, Any]:
         return {"sent": self.sent, "skipped_late": self.skipped_late, "finished": self.finished}
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "failed": len(self.failed_ids),
+            "error_codes": self.error_codes,
+            "lag_max_ms": self.lag_max_ms,
+            "lag_avg_ms": round(self.lag_total_ms / self.sent) if self.sent else 0,
+            "cutoff": self.cutoff.isoformat() if self.cutoff else None,
+        }
+
+    def counts(self) -> dict[str, tuple[str, float]]:
+        return {
+            "Sent": (MetricUnit.Count, self.sent),
+            "SkippedLate": (MetricUnit.Count, self.skipped_late),
+            "Failed": (MetricUnit.Count, len(self.failed_ids)),
+            "LagMax": (MetricUnit.Milliseconds, self.lag_max_ms),
+        }
+
+    def left_undone(self) -> str | None:
+        return "some events were not put; they are resent by the next run" if self.failed_ids else None
 
 
 def run_reminders(
@@ -138,13 +160,7 @@ def run_reminders(
     is logged and raised.
     """
     run = _Run()
-    try:
-        _remind(run, remaining_ms or no_limit, batch_size or BATCH_SIZE, publisher or event_bus.publisher())
-    except Exception:
-        _report(run, failed=True)
-        raise
-    _report(run, failed=False)
-    return run.result()
+    return run_batches(run, lambda: _remind(run, remaining_ms or no_limit, batch_size or BATCH_SIZE, publisher or event_bus.publisher()))
 
 
 def _remind(run: _Run, remaining_ms: Callable[[], int], batch_size: int, publisher: event_bus.Publisher) -> None:
@@ -194,34 +210,3 @@ def _remind(run: _Run, remaining_ms: Callable[[], int], batch_size: int, publish
         return
     (left,) = flight(_ANYTHING_LEFT(cutoff=run.cutoff), role=ROLE)
     run.finished = not left.rows[0]["left"]
-
-
-def _report(run: _Run, *, failed: bool) -> None:
-    """One log line and the metrics, whether the run finished, stopped or failed."""
-    duration_ms = round((time.perf_counter() - run.started) * 1000, 1)
-    fields = {
-        **run.result(),
-        "failed": len(run.failed_ids),
-        "error_codes": run.error_codes,
-        "batches": run.batches,
-        "duration_ms": duration_ms,
-        "slowest_batch_ms": round(run.slowest_batch_ms, 1),
-        "lag_max_ms": run.lag_max_ms,
-        "lag_avg_ms": round(run.lag_total_ms / run.sent) if run.sent else 0,
-        "out_of_time": run.out_of_time,
-        "cutoff": run.cutoff.isoformat() if run.cutoff else None,
-    }
-    if failed:
-        logger.exception("reminders failed", extra=fields)
-    elif run.failed_ids:
-        logger.error("reminders: some events were not put; they are resent by the next run", extra=fields)
-    else:
-        logger.info("reminders", extra=fields)
-    metrics.add_metric(name="RemindersSent", unit=MetricUnit.Count, value=run.sent)
-    metrics.add_metric(name="RemindersSkippedLate", unit=MetricUnit.Count, value=run.skipped_late)
-    metrics.add_metric(name="RemindersFailed", unit=MetricUnit.Count, value=len(run.failed_ids))
-    metrics.add_metric(name="RemindersLagMax", unit=MetricUnit.Milliseconds, value=run.lag_max_ms)
-    metrics.add_metric(name="RemindersBatches", unit=MetricUnit.Count, value=run.batches)
-    metrics.add_metric(name="RemindersDuration", unit=MetricUnit.Milliseconds, value=duration_ms)
-    metrics.add_metric(name="RemindersFinished", unit=MetricUnit.Count, value=int(run.finished))
-    metrics.add_metric(name="RemindersRunFailed", unit=MetricUnit.Count, value=int(failed))

@@ -57,6 +57,10 @@ class Settings(_FromEnvironment):
     # The token issuer (the template's JwtIssuer): what the MCP endpoint's protected resource
     # metadata names as its authorization server (functions/protected_resource).
     jwt_issuer: str | None = None
+    # What one user may hold (trash included): one more is 409 quota_exceeded. The database
+    # holds the rule (migration 0009); every flight tells it these (shared/db.py).
+    max_tasks_per_user: int = Field(default=10_000, ge=1)
+    max_categories_per_user: int = Field(default=500, ge=1)
 
 
 class ServiceNames(_FromEnvironment):

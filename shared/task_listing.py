@@ -29,7 +29,7 @@ from shared.models import InputDateTime, PageQuery, Priority, SearchWords, Tag, 
 
 SortName = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
-    "priority", "-priority", "title", "-title",
+    "priority", "-priority", "title", "-title", "position", "-position",
 ]  # fmt: skip
 Status = Literal["all", "pending", "completed"]
 
@@ -42,12 +42,16 @@ _KEYS = {
     "due_at": ("due_key_asc", "due_key_desc", "timestamptz"),
     "priority": ("priority", "priority", "smallint"),
     "title": ("title_key", "title_key", "text"),
+    # COLLATE "C" is the column's: the cursor's text parameter takes it (byte-wise, as the keys mean).
+    "position": ("position", "position", "text"),
 }
 # filter -> its condition (parameters named after the filter)
 _CONDITIONS = {
     "status": "completed = :completed::bool",
     "priority": "priority = :priority::smallint",
     "category_id": "category_id = :category_id::uuid",
+    "parent_id": "parent_id = :parent_id::uuid",
+    "top_level": "parent_id IS NULL",
     "due_before": "due_at < :due_before::timestamptz",
     "due_after": "due_at >= :due_after::timestamptz",
     "tag": "id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id AND tag = :tag::text)",
@@ -60,6 +64,7 @@ class TaskFilters:
     status: Status = "all"
     priority: Literal["low", "medium", "high"] | None = None
     category_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | Literal["none"] | None = None  # "none": top-level tasks only
     tag: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None
@@ -76,8 +81,10 @@ class TaskFilters:
             found["status"] = {"completed": self.status == "completed"}
         if self.priority is not None:
             found["priority"] = {"priority": int(Priority[self.priority])}
-        for name in ("category_id", "due_before", "due_after", "tag"):
-            if getattr(self, name) is not None:
+        if self.parent_id == "none":
+            found["top_level"] = {}
+        for name in ("category_id", "parent_id", "due_before", "due_after", "tag"):
+            if getattr(self, name) not in (None, "none"):
                 found[name] = {name: getattr(self, name)}
         patterns = [f"%{_escape_like(word)}%" for word in (self.q or "").split()]
         if patterns:
@@ -91,11 +98,17 @@ class TaskListQuery(PageQuery):
     status: Status = "all"
     priority: Literal["low", "medium", "high"] | None = None
     category_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | Literal["none"] | None = Field(
+        default=None, description="That task's subtasks, or `none`: top-level tasks only"
+    )
     tag: Tag | None = Field(default=None, description="Tasks carrying this tag")
     due_before: InputDateTime | None = Field(default=None, description="due_at before this (exclusive), RFC 3339")
     due_after: InputDateTime | None = Field(default=None, description="due_at at or after this, RFC 3339")
     q: SearchWords | None = Field(default=None, description="Every word in title or description, any case")
-    sort: SortName = Field(default="-created_at", description="`-` for descending; ties on id; no due_at sorts last")
+    sort: SortName = Field(
+        default="-created_at",
+        description="`-` for descending; ties on id; no due_at sorts last; `position`: the manual order among siblings",
+    )
 
     def filters(self) -> TaskFilters:
         return TaskFilters(**{f.name: getattr(self, f.name) for f in fields(TaskFilters)})

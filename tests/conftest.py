@@ -174,6 +174,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     from tests.functions.test_ownership import CELLS
 
     if CELLS:
+        tools = sum(1 for name in CELLS if name.startswith("tool "))
         terminalreporter.write_line(
-            f"ownership matrix: {sum(CELLS.values())} cells checked across {len(CELLS)} routes of template.yaml"
+            f"ownership matrix: {sum(CELLS.values())} cells checked across {len(CELLS) - tools} routes of template.yaml"
+            f" and {tools} MCP tools"
         )

@@ -67,6 +67,10 @@ COMMON_PARAMETERS = {
     "TrashRetentionDays": "7",
     "IdempotencyTtlHours": "48",
     "LogLevel": "WARNING",
+    "MaxTasksPerUser": "2500",
+    "MaxCategoriesPerUser": "40",
+    "ThrottleRate": "25",
+    "ThrottleBurst": "50",
 }
 # One stack per way of giving the functions the database URL (template.yaml's conditions),
 # each also with one of the SnapStart x Architecture pairs: every value of both is deployed.
@@ -447,6 +451,8 @@ def test_each_function_gets_the_configuration_the_contract_needs(deployed, setup
         assert variables["TRASH_RETENTION_DAYS"] == COMMON_PARAMETERS["TrashRetentionDays"], logical_id
         assert variables["IDEMPOTENCY_TTL_HOURS"] == COMMON_PARAMETERS["IdempotencyTtlHours"], logical_id
         assert variables["LOG_LEVEL"] == COMMON_PARAMETERS["LogLevel"], logical_id
+        assert variables["MAX_TASKS_PER_USER"] == COMMON_PARAMETERS["MaxTasksPerUser"], logical_id
+        assert variables["MAX_CATEGORIES_PER_USER"] == COMMON_PARAMETERS["MaxCategoriesPerUser"], logical_id
         assert variables["POWERTOOLS_SERVICE_NAME"] == "todo-api", logical_id
         assert variables.get("POWERTOOLS_METRICS_NAMESPACE"), logical_id
         # Every other variable is one the functions' settings read (a typo would be ignored).
@@ -677,6 +683,18 @@ def test_the_http_api_has_exactly_the_routes_of_the_template_each_on_its_own_fun
         assert render(integration["uri"], deployment.parameters) == (
             f"arn:{PARTITION}:apigateway:{REGION}:lambda:path/2015-03-31/functions/<{function.logical_id}Alias{ALIAS}>/invocations"
         ), (method, path)
+
+
+def test_the_http_api_throttles_every_route_by_the_template_parameters(deployed):
+    """ThrottleRate / ThrottleBurst become the default route settings of the API's stage (the
+    gateway then answers 429 itself; OpenAPI documents it)."""
+    deployment = deployed("url")
+    (stage,) = deployment.resources_of_type("AWS::ApiGatewayV2::Stage").values()
+    settings = render(stage["Properties"]["DefaultRouteSettings"], deployment.parameters)
+    assert {key: str(value) for key, value in settings.items()} == {
+        "ThrottlingRateLimit": COMMON_PARAMETERS["ThrottleRate"],
+        "ThrottlingBurstLimit": COMMON_PARAMETERS["ThrottleBurst"],
+    }
 
 
 def test_the_jwt_authorizer_checks_every_route_but_health_and_the_mcp_metadata(deployed):

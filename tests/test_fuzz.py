@@ -44,7 +44,9 @@ same rules. `GET /.well-known/oauth-protected-resource` is in the run like every
 What the run accepts although a check would flag it, each because the contract says so and
 schemathesis cannot know it (see `_ACCEPTED` below; every one is counted and printed):
 - an opaque cursor the server did not issue is 400 (schema-valid strings are not cursors);
-- a `category_id` that is not one of the caller's categories is 422;
+- a `category_id` that is not one of the caller's categories is 422; so is a `parent_id` or a
+  move's `after` that the tree's rules refuse (not a live task of the caller's, a cycle,
+  too deep, 200 subtasks, not a child of that parent);
 - a method no route has is the gateway's own `404 {"message":"Not Found"}`, as API Gateway's
   HTTP API answers it (schemathesis expects 405);
 - a task read after its DELETE is there again if it was restored from the trash since
@@ -280,6 +282,15 @@ class Steering:
                 body["category_id"] = self.caller.categories[b % len(self.caller.categories)]
             elif b < 75:
                 body["category_id"] = self.other.categories[b % len(self.other.categories)]  # 422
+        for name in ("parent_id", "after"):  # a subtask's parent, a move's sibling: often real tasks
+            if isinstance(body, dict) and isinstance(body.get(name), str) and _UUID.match(body[name]):
+                b = _bucket(f"body.{name}", label, body[name])
+                if label.endswith("/move") and name == "parent_id" and b < 40:
+                    body[name] = None  # to the top level, where the seeded tasks are: `after` one of them is valid
+                elif b < 60:
+                    body[name] = self.caller.tasks[b % len(self.caller.tasks)]
+                elif b < 70:
+                    body[name] = self.other.tasks[b % len(self.other.tasks)]  # 422
         if headers is not None:
             # Assigning the container makes schemathesis validate the headers again, so a
             # case is called positive only if its headers do match the document. (4.32's
@@ -314,8 +325,10 @@ def foreign_objects_are_not_found(ctx: Any, response: Any, case: Any) -> bool | 
     target = params.get("task_id") or params.get("category_id")
     in_path = isinstance(target, str) and target in theirs
     if not in_path:
-        target = case.body.get("category_id") if isinstance(case.body, dict) else None
-        if not isinstance(target, str) or target not in theirs:
+        fields = ("category_id", "parent_id", "after")
+        found = [case.body.get(name) for name in fields] if isinstance(case.body, dict) else []
+        target = next((value for value in found if isinstance(value, str) and value in theirs), None)
+        if target is None:
             return None
     steering.foreign[case.operation.label] += 1
     refused = (400, 401, 404, 413, 415, 422) if in_path else range(400, 600)
@@ -400,6 +413,21 @@ def _recurrence_rule(failure: str, case: Any, response: Any) -> bool:
     )
 
 
+# The tree's rules (parent_id: a live task of the caller's, no cycle, depth, 200 children;
+# a move's `after`: a live child of that parent) depend on the stored tasks.
+_TREE_FIELDS = {("body", "parent_id"), ("body", "after")}
+
+
+def _tree_rule(failure: str, case: Any, response: Any) -> bool:
+    errors = _problem(response).get("errors") or []
+    return (
+        failure == "RejectedPositiveData"
+        and response.status_code == 422
+        and len(errors) == 1
+        and tuple(errors[0].get("loc") or ()) in _TREE_FIELDS
+    )
+
+
 def _restored_from_trash(failure: str, case: Any, response: Any) -> bool:
     """DELETE moves a task to the trash and restore brings it back (a route schemathesis does
     not know re-creates it): a task restored since its last DELETE is there again."""
@@ -425,6 +453,7 @@ _ACCEPTED = {
     "opaque cursor not issued by the server: 400": _opaque_cursor,
     "category_id not one of the caller's: 422": _not_your_category,
     "recurrence, timezone or remind_at breaks a rule the schema cannot say: 422": _recurrence_rule,
+    "parent_id or after is not a task the tree rules allow there: 422": _tree_rule,
     "method no route has: the gateway's 404": _gateway_unknown_method,
     "task read after DELETE, restored from the trash since": _restored_from_trash,
 }

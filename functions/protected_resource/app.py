@@ -2,6 +2,7 @@
 
 from fastapi import Request
 
+from shared.errors import DomainError
 from shared.http.app import create_app
 from shared.http.deps import api_url
 from shared.http.lambda_entry import lambda_handler
@@ -21,8 +22,8 @@ app = create_app("ProtectedResource")
 )
 def protected_resource(request: Request) -> ProtectedResourceMetadata:
     issuer = get_settings().jwt_issuer
-    if not issuer:
-        raise RuntimeError("JWT_ISSUER is not set (the template passes its JwtIssuer parameter)")
+    if not issuer:  # the template always passes JwtIssuer: only a misconfigured run gets here (500)
+        raise DomainError("The API's token issuer is not configured (JWT_ISSUER).")
     return ProtectedResourceMetadata(resource=f"{api_url(request)}/mcp", authorization_servers=[issuer])
 
 

@@ -1,4 +1,4 @@
-"""`POST /mcp`: shared/tools.py as a Model Context Protocol server (docs/decisions/0009).
+"""`POST /mcp`: shared/tools.py as a Model Context Protocol server (docs/decisions/0011-mcp.md).
 
 The official SDK's low-level `Server` (each tool's JSON Schemas are the pydantic models'
 own; nothing is derived from signatures a second time) over Streamable HTTP, stateless and

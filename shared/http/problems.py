@@ -17,6 +17,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.QuotaExceeded: 409,
     errors.ResyncRequired: 410,
     errors.PreconditionFailed: 412,
     errors.PayloadTooLarge: 413,
@@ -131,7 +132,8 @@ _WHEN = {
     401: "No identity (the gateway answers `{\"message\":\"Unauthorized\"}` itself for a bad token)",
     403: "`{user_id}` in the path is not the caller",
     404: "No such object for this caller",
-    409: "Conflicts with what exists, or a request with this `Idempotency-Key` is still in progress",
+    409: "Conflicts with what exists, a request with this `Idempotency-Key` is still in progress, or `quota_exceeded`: one more"
+    " would pass a per-user limit",
     410: "The sync cursor is older than the kept history (`resync_required`): start again without a cursor",
     412: "`If-Match` does not match the current version",
     413: "The body is over 64 KiB",

@@ -23,6 +23,9 @@ Every scheduled function of the template (Cleanup, Reminders, PublishChanges) ru
 the background (scheduler.py) and stops with `serve`; without `EVENT_BUS_NAME` the events
 they publish go to the log and to `<local dir>/events.jsonl`.
 
+It does not throttle: the template's ThrottleRate / ThrottleBurst (and the 429 they bring)
+are API Gateway's alone.
+
 Development tooling only: no Lambda function imports this module.
 """
 

@@ -407,7 +407,7 @@ def test_a_database_fault_mid_run_loses_nothing_and_the_next_run_finishes(
     assert (failure.levelname, failure.tasks_deleted, failure.finished, failure.batches) == ("ERROR", 20, False, 2)
     assert failure.exc_info is not None
     emf = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line)
-    assert (emf["CleanupFailed"], emf["CleanupTasksDeleted"], emf["CleanupFinished"]) == ([1.0], [20.0], [0.0])
+    assert (emf["CleanupRunFailed"], emf["CleanupTasksDeleted"], emf["CleanupFinished"]) == ([1.0], [20.0], [0.0])
 
     monkeypatch.setattr(cleanup, "flight", db.flight)
     assert invoke() == {"tasks_deleted": 30, "idempotency_keys_deleted": 0, "finished": True}

@@ -28,6 +28,7 @@ VALID_BODIES = {
     ("PUT", "/api/{user_id}/tasks/{task_id}"): {"title": "written by the caller"},
     ("PATCH", "/api/{user_id}/tasks/{task_id}"): {"title": "written by the caller"},
     ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): {"completed": True},
+    ("POST", "/api/{user_id}/tasks/{task_id}/move"): {"parent_id": None, "after": None},
     ("POST", "/api/{user_id}/categories"): {"name": "written by the caller"},
     ("PATCH", "/api/{user_id}/categories/{category_id}"): {"name": "written by the caller"},
     ("POST", "/api/{user_id}/trash/{task_id}/restore"): None,  # takes no body
@@ -40,7 +41,7 @@ CELLS: Counter = Counter()  # reported at the end of the run (tests/conftest.py)
 
 def _success(method: str, path: str) -> int:
     if method == "POST":
-        return 200 if path.endswith("/restore") else 201
+        return 200 if path.endswith(("/restore", "/move")) else 201
     return SUCCESS[method]
 
 
@@ -200,3 +201,25 @@ def test_mcp_tool_ownership_matrix(api, sql, alice, bob, tool):
             if expected not in ("ok",) or tool.startswith(("list_", "get_")):
                 assert _snapshot(sql, [owner, other]) == before, f"{cell}: a refused or read-only call changed data"
             CELLS[f"tool {tool}"] += 1
+
+
+def test_another_users_task_as_parent_or_sibling_is_refused_on_every_route_that_takes_one(api, sql, alice, bob):
+    """The fields that name a task (parent_id, a move's after) are owner-checked like the path:
+    another user's task answers what an unknown one does (422), and nothing changes."""
+    mine, theirs = api.create_task(alice, title="mine"), api.create_task(bob, title="bob's")
+    bobs_child = api.create_task(bob, title="bob's child", parent_id=theirs["id"])
+    before = _snapshot(sql, [alice, bob])
+    writes = [
+        ("POST", "/api/me/tasks", {"title": "x", "parent_id": theirs["id"]}, "parent_id"),
+        ("PUT", f"/api/me/tasks/{mine['id']}", {"title": "x", "parent_id": theirs["id"]}, "parent_id"),
+        ("PATCH", f"/api/me/tasks/{mine['id']}", {"parent_id": theirs["id"]}, "parent_id"),
+        ("POST", f"/api/me/tasks/{mine['id']}/move", {"parent_id": theirs["id"], "after": None}, "parent_id"),
+        ("POST", f"/api/me/tasks/{mine['id']}/move", {"parent_id": theirs["id"], "after": bobs_child["id"]}, "after"),
+        ("POST", f"/api/me/tasks/{mine['id']}/move", {"parent_id": None, "after": theirs["id"]}, "after"),
+    ]
+    for method, path, body, field in writes:
+        reply = api.request(method, path, user=alice, json=body)
+        assert reply.status == 422 and reply.problem["errors"][0]["loc"] == ["body", field], (method, path, reply.body)
+        assert theirs["id"].encode() not in reply.body and bobs_child["id"].encode() not in reply.body
+    assert _snapshot(sql, [alice, bob]) == before
+    assert api.get("/api/me/tasks", user=alice, query={"parent_id": theirs["id"]}).json()["items"] == []

@@ -121,9 +121,14 @@ ROUTES = [
     ("PATCH", "/api/me/tasks/{task}", {"title": "v"}, None),
     ("PATCH", "/api/me/tasks/{task}/complete", None, None),
     ("PATCH", "/api/me/tasks/{task}/complete", None, "key"),
+    ("POST", "/api/me/tasks/{task}/move", {"parent_id": None, "after": None}, None),
+    ("POST", "/api/me/tasks/{gone}/move", "under task", None),
+    ("PATCH", "/api/me/tasks/{parent}/complete", None, None),
     ("DELETE", "/api/me/tasks/{gone}", None, None),
+    ("DELETE", "/api/me/tasks/{parent}", None, None),
     ("GET", "/api/me/trash", None, None),
     ("POST", "/api/me/trash/{trashed}/restore", None, "key"),
+    ("POST", "/api/me/trash/{trashed_parent}/restore", None, None),
     ("POST", "/api/me/categories", {"name": "n"}, "key"),
     ("GET", "/api/me/categories", None, None),
     ("GET", "/api/me/categories/{category}", None, None),
@@ -141,8 +146,16 @@ def test_every_route_is_one_flight_and_a_replay_one_more(api: LambdaApi, alice, 
         "trashed": api.create_task(alice)["id"],
         "category": api.create_category(alice, "c")["id"],
         "doomed": api.create_category(alice, "d")["id"],
+        "parent": api.create_task(alice)["id"],  # with subtasks: the cascades ride in the same flight
+        "trashed_parent": api.create_task(alice)["id"],
     }
+    for parent in ("parent", "trashed_parent"):
+        child = api.create_task(alice, parent_id=ids[parent])
+        api.create_task(alice, parent_id=child["id"], recurrence="FREQ=DAILY", due_at="2030-01-01T09:00:00Z")
     api.delete(f"/api/me/tasks/{ids['trashed']}", user=alice)
+    api.delete(f"/api/me/tasks/{ids['trashed_parent']}", user=alice)
+    if body == "under task":
+        body = {"parent_id": ids["task"], "after": None}
     syncs.clear()
     headers = {"idempotency-key": f"k-{uuid.uuid4().hex}"} if key else {}
     user = None if path == "/health" else alice

@@ -12,6 +12,7 @@ that every write of the API keeps `task_tags` what the tasks say.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 
 import pg8000.native
@@ -24,6 +25,7 @@ from tests.lambda_api import LambdaApi
 
 BIG, OTHER = "plans-big", "plans-other"
 SIZE = 30_000
+CHILDREN = 180
 INDEX = {
     "created_at": "ix_tasks_user_created",
     "updated_at": "ix_tasks_user_updated",
@@ -31,9 +33,10 @@ INDEX = {
     "title": "ix_tasks_user_title",
     "due_at": "ix_tasks_user_due_asc",
     "-due_at": "ix_tasks_user_due_desc",
+    "position": "ix_tasks_user_position",
 }
-KEY = {"created_at": "created_at", "updated_at": "updated_at", "priority": "priority", "title": "title_key"}
-SORTS = ["created_at", "updated_at", "due_at", "priority", "title"]
+KEY = {"created_at": "created_at", "updated_at": "updated_at", "priority": "priority", "title": "title_key", "position": "position"}
+SORTS = ["created_at", "updated_at", "due_at", "priority", "title", "position"]
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +48,29 @@ def big_table(database_url: str) -> Iterator[pg8000.native.Connection]:
     for user, size in ((BIG, SIZE), (OTHER, SIZE // 10)):
         sql.run(
             """
-            INSERT INTO tasks (id, user_id, title, description, priority, due_at, tags, created_at, updated_at)
+            INSERT INTO tasks (id, user_id, title, description, priority, due_at, tags, created_at, updated_at, position)
             SELECT gen_random_uuid(), :u, (ARRAY['Milk', 'bread', 'Oat', 'tea'])[1 + i % 4] || ' ' || (i % 997),
                    CASE WHEN i % 500 = 0 THEN 'rare quokka sighting' ELSE 'nothing ' || md5(i::text) END,
                    i % 3, CASE WHEN i % 10 < 3 THEN NULL ELSE now() + (i % 1000) * interval '1 hour' END,
                    CASE WHEN i % 400 = 0 THEN ARRAY['rare'] WHEN i % 3 = 0 THEN ARRAY['work', 'home'] ELSE '{}' END,
-                   now() - (i % 5000) * interval '1 minute', now() - (i % 4000) * interval '1 minute'
+                   now() - (i % 5000) * interval '1 minute', now() - (i % 4000) * interval '1 minute',
+                   position_of_rank((i * 7919) % :n)  -- manual order unrelated to the other sorts
             FROM generate_series(1, :n) AS i
             """,
             u=user,
             n=size,
         )
+    # One task of the big user with CHILDREN subtasks (their own order), the others top-level.
+    sql.run(
+        """
+        INSERT INTO tasks (id, user_id, title, parent_id, position, created_at, updated_at)
+        SELECT gen_random_uuid(), CAST(:u AS varchar), 'step ' || i, (SELECT id FROM tasks WHERE user_id = CAST(:u AS varchar) ORDER BY id LIMIT 1),
+               position_of_rank(i), now(), now()
+        FROM generate_series(0, :n - 1) AS i
+        """,
+        u=BIG,
+        n=CHILDREN,
+    )
     sql.run("VACUUM ANALYZE tasks")
     sql.run("VACUUM ANALYZE task_tags")
     yield sql
@@ -64,16 +79,16 @@ def big_table(database_url: str) -> Iterator[pg8000.native.Connection]:
     sql.close()
 
 
-def _middle(sql: pg8000.native.Connection, sort: str) -> list[str]:
+def _middle(sql: pg8000.native.Connection, sort: str, where: str = "true", rows: int = SIZE) -> list[str]:
     """The cursor position of the row in the middle of the sort's order, as the database renders it."""
     name = sort.lstrip("-")
     key = {"due_at": "due_key_desc" if sort.startswith("-") else "due_key_asc"}.get(name, KEY.get(name))
     direction = "DESC" if sort.startswith("-") else "ASC"
     value, task_id = sql.run(
-        f"SELECT {key}::text, id::text FROM tasks WHERE user_id = :u AND deleted_at IS NULL"
+        f"SELECT {key}::text, id::text FROM tasks WHERE user_id = :u AND deleted_at IS NULL AND {where}"
         f" ORDER BY {key} {direction}, id {direction} OFFSET :half LIMIT 1",
         u=BIG,
-        half=SIZE // 2,
+        half=rows // 2,
     )[0]
     return [value, task_id]
 
@@ -88,6 +103,34 @@ def test_every_sorts_deep_page_reads_its_index_with_the_cursor_in_the_index_cond
     assert "ROW(" in cond and "user_id" in cond, plan  # the cursor's row comparison, not a Filter
     assert "Sort" not in plan.replace("Sort Key", ""), plan
     assert "Seq Scan" not in plan, plan
+
+
+@pytest.mark.parametrize("sort", ["position", "-position"])
+@pytest.mark.parametrize("which", ["a task's subtasks", "top-level tasks"])
+def test_parent_id_with_sort_position_reads_the_parent_index_with_parent_and_cursor_in_the_index_cond(big_table, sort, which):
+    (parent,) = big_table.run("SELECT parent_id::text FROM tasks WHERE user_id = :u AND parent_id IS NOT NULL LIMIT 1", u=BIG)[0]
+    if which == "top-level tasks":
+        filters, where, rows = TaskFilters(parent_id="none"), "parent_id IS NULL", SIZE
+    else:
+        filters, where, rows = TaskFilters(parent_id=uuid.UUID(parent)), f"parent_id = '{parent}'", CHILDREN
+    plan = explain(page_query(BIG, filters, sort, _middle(big_table, sort, where, rows), 50), user_id=BIG)
+    scan = re.search(r"Index Scan(?: Backward)? (?:using|on) (ix_tasks_user_parent_position|ix_tasks_user_position)", plan)
+    assert scan, plan
+    cond = next(line for line in plan.splitlines() if "Index Cond" in line)
+    assert "ROW(" in cond and "user_id" in cond, plan
+    assert "Seq Scan" not in plan, plan
+    if which == "top-level tasks":  # a task's subtasks are at most 200: a Sort of them may be cheaper, by design
+        assert "Sort" not in plan.replace("Sort Key", ""), plan
+    if scan.group(1) == "ix_tasks_user_parent_position":
+        assert "parent_id" in cond and "Filter" not in plan.replace("One-Time Filter", ""), plan
+    else:
+        # Top-level tasks are nearly all of this user's: the planner may read the position
+        # index and drop the few subtasks it meets (a filter on a plain column, IS NULL).
+        assert which == "top-level tasks" and "Filter: (parent_id IS NULL)" in plan, plan
+    page = db.flight(page_query(BIG, filters, sort, None, 200), user_id=BIG)[0].rows
+    assert len(page) == min(201, rows) and {str(row["parent_id"]) if row["parent_id"] else None for row in page} == {
+        None if which == "top-level tasks" else parent
+    }
 
 
 @pytest.mark.parametrize(

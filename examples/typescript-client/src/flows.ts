@@ -21,6 +21,7 @@ const me = { user_id: "me" };
 const TASK_FIELDS = [
   "id", "series_id", "title", "description", "completed", "completed_at", "priority", "due_at",
   "category_id", "tags", "recurrence", "timezone", "remind_at", "created_at", "updated_at", "version",
+  "parent_id", "position",
 ] as const satisfies readonly (keyof Task)[];
 const _everyField: Exclude<keyof Task, (typeof TASK_FIELDS)[number]> extends never ? true : never = true;
 
@@ -117,6 +118,23 @@ const restored = checkTask(ok(
   200, "restore",
 ));
 assert.equal(restored.id, second.id);
+
+// subtasks in their own order: created last, moved first
+const parent = created[2]!;
+const steps: Task[] = [];
+for (const title of ["pack", "book"]) {
+  steps.push(checkTask(ok(await api.POST("/api/{user_id}/tasks", { params: { path: me }, body: { title, parent_id: parent.id } }), 201, title)));
+}
+const moved = checkTask(ok(
+  await api.POST("/api/{user_id}/tasks/{task_id}/move", {
+    params: { path: { ...me, task_id: steps[1]!.id }, header: { "if-match": `"${steps[1]!.version}"` } },
+    body: { parent_id: parent.id, after: null },
+  }),
+  200, "move",
+));
+assert.ok(moved.position < steps[0]!.position);
+const children = ok(await api.GET("/api/{user_id}/tasks", { params: { path: me, query: { parent_id: parent.id, sort: "position" } } }), 200, "subtasks");
+assert.deepEqual(children.items.map((t) => t.title), ["book", "pack"]);
 
 // the category counts its tasks; deleting it needs its current version
 const counted = ok(await api.GET("/api/{user_id}/categories/{category_id}", { params: { path: { ...me, category_id: category.id } } }), 200, "category");

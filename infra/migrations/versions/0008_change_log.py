@@ -1,7 +1,7 @@
 """The change log: one ordered record per user of every change to a task or a category.
 
 Written by triggers on `tasks` and `categories`, inside the writing statement (so in the
-request's one flight, and rolled back with it): docs/decisions/0009.
+request's one flight, and rolled back with it): docs/decisions/0009-change-log.md.
 
 - `users.last_change` is the user's last number; `change_log (user_id, seq)` its entries.
   An entry holds what changed (`kind`, `object_id`) and how (`action`: created, updated,
