@@ -576,6 +576,16 @@ def upgrade() -> None:
         WHERE t.id = r.id;
         UPDATE users u SET tasks_held = (SELECT count(*) FROM tasks t WHERE t.user_id = u.id),
                            categories_held = (SELECT count(*) FROM categories c WHERE c.user_id = u.id);
+        -- A task's answer stored for a replay (Idempotency-Key, up to IDEMPOTENCY_TTL_HOURS)
+        -- shows the two new fields, as the replayed task is read with the model of now.
+        ALTER TABLE idempotency_keys NO FORCE ROW LEVEL SECURITY;
+        UPDATE idempotency_keys k SET response_body = (k.response_body::jsonb || jsonb_build_object(
+                'parent_id', NULL,
+                'position', coalesce((SELECT t.position FROM tasks t
+                                      WHERE t.user_id = k.user_id AND t.id::text = k.response_body::jsonb ->> 'id'), 'a0')
+            ))::text
+        WHERE k.response_body LIKE '{%' AND k.response_body::jsonb ? 'title' AND NOT k.response_body::jsonb ? 'position';
+        ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY;
         ALTER TABLE tasks FORCE ROW LEVEL SECURITY;
         ALTER TABLE users FORCE ROW LEVEL SECURITY;
         -- A row inserted outside the API (an operator's script, a bench) gets the first key; ties
