@@ -185,6 +185,15 @@ def test_cors_preflight_is_answered_by_the_gateway(client: httpx.Client, server)
     assert preflight.headers["access-control-max-age"] == "600"
     assert server.count_invocations("CreateTask") == before
 
+    # A browser MCP client sends the protocol version on every request (Streamable HTTP).
+    mcp = client.options(
+        "/mcp",
+        headers={"Origin": CORS_ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type,mcp-protocol-version"},
+    )
+    assert mcp.status_code == 204
+    assert "mcp-protocol-version" in mcp.headers["access-control-allow-headers"].split(",")
+
     stranger = client.options("/api/me/tasks", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in stranger.headers
 
