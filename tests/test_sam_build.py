@@ -28,9 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pg8000.native
 import pytest
 
 from shared.template import REPO_ROOT, Function, Route, functions, load_template
+from tests.conftest import migrated_database, server_url
 
 BUILD_DIR = REPO_ROOT / ".aws-sam" / "build"
 LAYER_DIR = BUILD_DIR / "SharedLayer" / "python"
@@ -319,14 +321,23 @@ def test_built_function_answers(function: Function, route: Route, tmp_path: Path
 
 
 @pytest.mark.parametrize("function", _scheduled_cases())
-def test_built_scheduled_function_runs(function: Function, database_url: str, sql: Any, tmp_path: Path) -> None:
+def test_built_scheduled_function_runs(
+    function: Function, database_url: str, sql: Any, tmp_path: Path, postgres_server: dict[str, object]
+) -> None:
     """Runs for real on the test run's own migrated database (never on `postgres`)."""
     assert function.logical_id in ("Cleanup", "Reminders", "PublishChanges"), f"{function.logical_id}: a new scheduled function needs its own case here"
     if function.logical_id == "Reminders":
         _built_reminders_run(function, sql, tmp_path, database_url)
         return
     if function.logical_id == "PublishChanges":
-        _built_publish_run(function, sql, tmp_path, database_url)
+        # On a database of its own: the run's database holds every change the suite made, all
+        # unpublished, and one run publishes them all.
+        with migrated_database(postgres_server, "todo_sam_publish") as name:
+            own = pg8000.native.Connection(**postgres_server, database=name)
+            try:
+                _built_publish_run(function, own, tmp_path, server_url(postgres_server, name))
+            finally:
+                own.close()
         return
     user = f"sam-build-{uuid.uuid4().hex[:8]}"
     sql.run("INSERT INTO users (id) VALUES (:user)", user=user)
